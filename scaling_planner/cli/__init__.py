@@ -1,0 +1,62 @@
+"""The ``planner`` command: parse, call the API, print a table or ``--json``.
+
+Each verb lives in its own module ``scaling_planner.cli.<verb>`` with ``register(subparsers)``;
+modules import nothing heavy at the top so that ``planner recommend`` starts fast. Errors the
+user can cause become one line on stderr and an exit code: 2 bad input, 3 infeasible,
+4 measurement failed (``scaling_planner.errors``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+from ..errors import PlannerError
+
+VERBS = ("recommend", "simulate", "serve", "fit", "measure", "profiles", "law", "plot", "sweep")
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr with exit code 2 (no usage dump)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="planner",
+        description="Plan LLM training and serving from scaling laws: model size, tokens, GPUs, time, cost.",
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    sub.required = True
+    for verb in VERBS:
+        name = f"{__name__}.{verb}"
+        if importlib.util.find_spec(name) is None:
+            continue
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except PlannerError as exc:
+        print(f"planner {args.verb}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"planner {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

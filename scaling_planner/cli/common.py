@@ -1,0 +1,92 @@
+"""Helpers shared by the CLI verbs: number arguments, JSON output, plain tables."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+from ..units import parse_positive, parse_quantity
+
+
+def positive(field: str, *, allow_dollar: bool = False):
+    """An argparse ``type`` for a strictly positive quantity (1e22, 2.5T, $1.2M)."""
+
+    def convert(text: str) -> float:
+        from ..errors import InputError
+
+        try:
+            return parse_positive(text, field, allow_dollar=allow_dollar)
+        except InputError as exc:
+            import argparse
+
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = field
+    return convert
+
+
+def quantity(field: str):
+    """An argparse ``type`` for any finite quantity."""
+
+    def convert(text: str) -> float:
+        from ..errors import InputError
+
+        try:
+            return parse_quantity(text, field)
+        except InputError as exc:
+            import argparse
+
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = field
+    return convert
+
+
+def positive_int(field: str):
+    def convert(text: str) -> int:
+        import argparse
+
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{field}: expected a whole number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{field}: must be >= 1, got {text!r}")
+        return value
+
+    convert.__name__ = field
+    return convert
+
+
+def print_json(obj) -> None:
+    """One JSON object on stdout and nothing else (pydantic models, dicts, lists)."""
+    if hasattr(obj, "model_dump"):
+        obj = obj.model_dump(mode="json")
+    json.dump(obj, sys.stdout, indent=2, allow_nan=False, default=_default)
+    sys.stdout.write("\n")
+
+
+def _default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def table(rows: Sequence[Sequence[object]], header: Sequence[str] | None = None, indent: str = "  ") -> str:
+    """A plain aligned text table (first column left-aligned, the rest right-aligned)."""
+    cells = [[str(c) for c in row] for row in ([header] if header else []) + [list(r) for r in rows]]
+    if not cells:
+        return ""
+    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(max(map(len, cells)))]
+    lines = []
+    for k, row in enumerate(cells):
+        parts = [row[0].ljust(widths[0])] + [c.rjust(widths[i + 1]) for i, c in enumerate(row[1:])]
+        lines.append(indent + "  ".join(parts).rstrip())
+        if header and k == 0:
+            lines.append(indent + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The cost model: training (layout, step time, goodput) and serving; pure numpy, no I/O."""

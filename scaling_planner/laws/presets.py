@@ -34,7 +34,10 @@ _PRESETS: dict[str, dict] = {
     ),
     "hoffmann2022": dict(
         E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28,
-        source="Hoffmann et al. 2022, 'Training Compute-Optimal Large Language Models' (arXiv:2203.15556), Eq. 10 as printed (rounded).",
+        source=(
+            "Hoffmann et al. 2022, 'Training Compute-Optimal Large Language Models' (arXiv:2203.15556), "
+            "Eq. 10 as printed (rounded)."
+        ),
     ),
     "hoffmann2022-tex": dict(
         E=math.exp(0.5267228), A=math.exp(6.0073404), B=math.exp(6.0179186), alpha=0.33917084, beta=0.2849083,

@@ -204,6 +204,8 @@ def test_faster_storage_and_faster_restart_raise_goodput():
     slow = goodput(1e6, 16_384, cb, restart_s=1800.0).fraction
     fast = goodput(1e6, 16_384, cb, restart_s=60.0).fraction
     assert fast > slow
+    sweep = goodput(1e6, 16_384, cb, restart_s=np.array([60.0, 1800.0]))
+    assert sweep.fraction == pytest.approx([fast, slow], rel=1e-14)
 
 
 def test_vectorised_equals_scalar_loop():

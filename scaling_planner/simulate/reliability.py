@@ -24,7 +24,7 @@ cross-check; the two agree to second order in (tau + delta)/M.
 Defaults are the published figures in ``reference/reliability_and_prices.md`` §1; every one of them
 is an input a user should override for their own cluster.
 
-Pure numpy; vectorised over ``ideal_time_s``, ``n_devices`` and ``checkpoint_bytes``.
+Pure numpy; vectorised over ``ideal_time_s``, ``n_devices`` and ``checkpoint_bytes`` (and the rest).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class Goodput:
     lost_work_s: Any  # recomputation after interruptions
     restart_s_total: Any
     ideal_time_s: Any = 0.0
-    restart_s: float = DEFAULT_RESTART_S
+    restart_s: Any = DEFAULT_RESTART_S
     interval_rule: str = "young"  # "young", "daly" or "given"
 
 
@@ -313,7 +313,8 @@ def goodput(
     :class:`InfeasibleError` naming the MTBF and the checkpoint time, or with
     ``raise_on_infeasible=False`` returns fraction 0 and an infinite wall-clock for those entries.
 
-    Vectorised: ``ideal_time_s``, ``n_devices`` and ``checkpoint_bytes`` broadcast.
+    Vectorised: ``ideal_time_s``, ``n_devices``, ``checkpoint_bytes`` (and the rate, bandwidth and
+    restart time) broadcast together.
     """
     t = _check_range(ideal_time_s, "ideal_time_s")
     n = _check_range(n_devices, "n_devices", lo=1.0, integer=True)
@@ -325,7 +326,8 @@ def goodput(
         allowed = ", ".join(INTERVAL_RULES)
         raise InputError("interval_rule", f"must be one of {allowed}, got {interval_rule!r}")
 
-    t, n, b = np.broadcast_arrays(t, n, b)
+    # everything broadcasts together, so a sweep over rates, bandwidths or restart times works too
+    t, n, b, rate, bw, r = (np.asarray(x, dtype=float) for x in np.broadcast_arrays(t, n, b, rate, bw, r))
     lam = rate * n / S_PER_HOUR  # interruptions per second of wall-clock
     with np.errstate(divide="ignore"):
         m = 1.0 / lam
@@ -353,7 +355,7 @@ def goodput(
         i = np.flatnonzero(~feasible.ravel())[0]
         raise InfeasibleError(
             _infeasible_message(float(m.ravel()[i]), float(d.ravel()[i]), float(np.ravel(tau)[i]),
-                                float(r), float(t.ravel()[i]), bool(no_ckpt.ravel()[i]))
+                                float(r.ravel()[i]), float(t.ravel()[i]), bool(no_ckpt.ravel()[i]))
         )
 
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -376,7 +378,7 @@ def goodput(
         lost_work_s=_out(lost),
         restart_s_total=_out(restart_total),
         ideal_time_s=_out(t),
-        restart_s=float(r),
+        restart_s=_out(r),
         interval_rule=rule,
     )
 

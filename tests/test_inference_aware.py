@@ -7,7 +7,7 @@ import pytest
 
 from scaling_planner.errors import InputError
 from scaling_planner.laws import inference_aware as ia
-from scaling_planner.laws.chinchilla import frontier_tokens_for_params
+from scaling_planner.laws.chinchilla import ChinchillaLaw, frontier_tokens_for_params
 from scaling_planner.laws.presets import get_law
 
 SARDANA = get_law("sardana2024")  # α=0.336, β=0.283, A=406.4, B=410.7, E=1.69 (repo utils.py)
@@ -161,3 +161,29 @@ def test_cost_bad_inputs(override, field):
 def test_usd_per_flop_bad_peak():
     with pytest.raises(InputError, match="peak_flops_per_s"):
         ia.usd_per_flop(2.0, 0.0)
+
+
+def test_law_of_draws_vectorises_and_leaves_unreachable_draws_nan():
+    # A law with array parameters (bootstrap draws) solves every draw at once; draws whose E is at
+    # or above the target cannot reach it and come back non-finite instead of raising.
+    import warnings
+
+    base = get_law("besiroglu2024")
+    if base.samples is None:
+        pytest.skip("besiroglu2024 ships without bootstrap draws in this checkout")
+    law = base.draws()
+    target = float(np.median(law.E))  # about half the draws cannot reach it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        p = ia.compute_optimal(law, target, 1e12)
+    reachable = np.asarray(law.E) < target
+    assert reachable.any() and (~reachable).any()
+    assert np.all(np.isfinite(p.params[reachable])) and np.all(np.isfinite(p.tokens[reachable]))
+    assert not np.any(np.isfinite(p.tokens[~reachable]))
+    # Each reachable draw matches the scalar solve of that draw.
+    k = int(np.flatnonzero(reachable)[0])
+    one = ia.compute_optimal(
+        ChinchillaLaw("one", *(float(np.asarray(v)[k]) for v in (law.E, law.A, law.B, law.alpha, law.beta))),
+        target, 1e12,
+    )
+    assert p.params[k] == pytest.approx(one.params, rel=1e-12)

@@ -30,6 +30,7 @@ Every ratio is "optimum / equal-loss Chinchilla", as printed by the repository's
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,23 +76,28 @@ def chinchilla_params_for_loss(law: ChinchillaLaw, target_loss):
     """Training-compute-optimal N reaching ℓ: (A·(1 + α/β)/(ℓ − E))^(1/α) (Hoffmann Eq. 4 on the
     iso-loss curve; beyond-chinchilla ``utils.chinchilla_params_from_loss``)."""
     r = _reducible(law, target_loss)
-    return (law.A * (1.0 + law.alpha / law.beta) / r) ** (1.0 / law.alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(r > 0, (law.A * (1.0 + law.alpha / law.beta) / r) ** (1.0 / law.alpha), np.inf)
 
 
 def chinchilla_tokens_for_loss(law: ChinchillaLaw, target_loss):
     """Training-compute-optimal D reaching ℓ: (B·(1 + β/α)/(ℓ − E))^(1/β) (beyond-chinchilla
     ``utils.chinchilla_tokens_from_loss``)."""
     r = _reducible(law, target_loss)
-    return (law.B * (1.0 + law.beta / law.alpha) / r) ** (1.0 / law.beta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(r > 0, (law.B * (1.0 + law.beta / law.alpha) / r) ** (1.0 / law.beta), np.inf)
 
 
 def params_for_loss_and_tokens(law: ChinchillaLaw, target_loss, tokens):
     """N with L(N, D) = ℓ at fixed D: (A/(ℓ − E − B·D^−β))^(1/α); inf where D alone cannot reach ℓ
     (Hoffmann Eq. 2 solved for N; beyond-chinchilla ``utils.params_from_loss_and_tokens``)."""
-    r = _reducible(law, target_loss)
-    D = _finite(tokens, "tokens")
-    rest = r - law.B / D**law.beta
+    return _params_on_iso_loss(law, _reducible(law, target_loss), _finite(tokens, "tokens"))
+
+
+def _params_on_iso_loss(law: ChinchillaLaw, reducible, D):
+    """(A/(r − B·D^−β))^(1/α) for r = ℓ − E, unvalidated; inf where unreachable (NaN D included)."""
     with np.errstate(divide="ignore", invalid="ignore"):
+        rest = reducible - law.B / D**law.beta
         return np.where(rest > 0, (law.A / np.where(rest > 0, rest, 1.0)) ** (1.0 / law.alpha), np.inf)
 
 
@@ -125,7 +131,7 @@ def optimal_training_tokens(law: ChinchillaLaw, target_loss, inference_tokens, i
     a, b = law.alpha, law.beta
     c1 = law.B * (1.0 + b / a)
     c2 = b * law.B * d_inf / (3.0 * a)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         lo = np.maximum(np.log(c1 / r) / b, np.log(c2 / r) / (b + 1.0))
         hi = np.maximum(np.log(2.0 * c1 / r) / b, np.log(2.0 * c2 / r) / (b + 1.0))
     lo, hi = np.broadcast_arrays(lo, hi)
@@ -135,8 +141,9 @@ def optimal_training_tokens(law: ChinchillaLaw, target_loss, inference_tokens, i
         positive = c1 * np.exp(-b * mid) + c2 * np.exp(-(b + 1.0) * mid) > r
         lo = np.where(positive, mid, lo)
         hi = np.where(positive, hi, mid)
-        if np.all(hi - lo <= 1e-15 * np.maximum(1.0, np.abs(hi))):
-            break
+        with np.errstate(invalid="ignore"):
+            if np.all(~(hi - lo > 1e-15 * np.maximum(1.0, np.abs(hi)))):
+                break
     return np.exp(0.5 * (lo + hi))
 
 
@@ -169,20 +176,37 @@ class InferenceAwarePlan:
     cost_ratio: np.ndarray | float | None = None
 
 
-def _check_solution(N, D):
+def _check_solution(law: ChinchillaLaw, N, D):
+    """InputError when a law with scalar parameters yields no finite optimum. For a law of draws
+    (array parameters, :meth:`ChinchillaLaw.draws`) the draws that cannot reach ℓ stay NaN."""
+    if np.ndim(law.E) > 0:
+        return
     if not (np.all(np.isfinite(N)) and np.all(np.isfinite(D)) and np.all(N > 0)):
         raise InputError(
             "target_loss", "no finite model reaches this loss under the law (check E and the target)"
         )
 
 
+def _quiet_draws(func):
+    """Run ``func`` with numpy's divide/invalid warnings off: only the draws of a law of draws that
+    cannot reach ℓ produce inf/NaN there (a scalar law raises InputError first)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet_draws
 def compute_optimal(law: ChinchillaLaw, target_loss, inference_tokens) -> InferenceAwarePlan:
     """Minimise lifetime FLOPs 6·N·D_tr + 2·N·D_inf subject to L(N, D_tr) = ℓ (Sardana Eq. 3;
     beyond-chinchilla ``compute_optimal.py``). ``inference_tokens`` = D_inf, input plus output
     tokens served over the model's life. Raises InputError for ℓ ≤ E or a bad demand."""
     D = optimal_training_tokens(law, target_loss, inference_tokens)
-    N = params_for_loss_and_tokens(law, target_loss, D)
-    _check_solution(N, D)
+    N = _params_on_iso_loss(law, _reducible(law, target_loss), D)
+    _check_solution(law, N, D)
     d_inf = np.asarray(inference_tokens, dtype=float)
     n_c = chinchilla_params_for_loss(law, target_loss)
     d_c = chinchilla_tokens_for_loss(law, target_loss)
@@ -224,6 +248,7 @@ def lifetime_cost_usd(
     return train, serve
 
 
+@_quiet_draws
 def cost_optimal(
     law: ChinchillaLaw,
     target_loss,
@@ -252,8 +277,8 @@ def cost_optimal(
     u_dec = _finite(decode_mfu, "decode_mfu", maximum=1.0)
     d_inf_eff = c_inf * (T_in / u_pre + T_out / u_dec) / (c_tr / u_tr)
     D = optimal_training_tokens(law, target_loss, d_inf_eff)
-    N = params_for_loss_and_tokens(law, target_loss, D)
-    _check_solution(N, D)
+    N = _params_on_iso_loss(law, _reducible(law, target_loss), D)
+    _check_solution(law, N, D)
     n_c = chinchilla_params_for_loss(law, target_loss)
     d_c = chinchilla_tokens_for_loss(law, target_loss)
     args = (T_in, T_out, c_tr, c_inf, u_tr, u_pre, u_dec)

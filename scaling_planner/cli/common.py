@@ -88,5 +88,5 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str] | None = None,
         parts = [row[0].ljust(widths[0])] + [c.rjust(widths[i + 1]) for i, c in enumerate(row[1:])]
         lines.append(indent + "  ".join(parts).rstrip())
         if header and k == 0:
-            lines.append(indent + "  ".join("-" * w for w in widths))
+            lines.append((indent + "  ".join("-" * w for w in widths)).rstrip())
     return "\n".join(lines)

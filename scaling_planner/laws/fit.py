@@ -457,3 +457,46 @@ def derived_quantities(law: ChinchillaLaw, budget_flops: float) -> dict[str, obj
         "tokens_per_param": D / N,
         "loss_at_budget": frontier_loss(law, budget_flops),
     }
+
+
+def fit_report(fit: FitResult, budget_flops: float, level: float = 0.95, include_samples: bool = True) -> dict:
+    """The JSON document of ``planner fit``: E, A, B, alpha, beta at the top (the contract), their
+    intervals, the derived quantities at ``budget_flops`` with intervals, and the diagnostics.
+
+    The document is also a law file: ``--law-file`` reads E, A, B, alpha, beta and the bootstrap draws.
+    """
+    law = fit.law()
+    point = derived_quantities(law, budget_flops)
+    doc: dict = {
+        "name": f"fit:{Path(fit.source).stem}" if fit.source else "fit",
+        "source": f"fitted by planner fit to {fit.source or 'runs'}",
+        **fit.params,
+        "objective": fit.objective,
+        "loss_function": fit.loss_function,
+        "huber_delta": HUBER_DELTA,
+        "tied_exponents": fit.tied,
+        "overestimate_penalty": fit.overestimate_penalty,
+        "runs": {"path": fit.source, "used": fit.n_runs, "dropped_rows": fit.dropped_rows},
+        "budget_flops": budget_flops,
+        "derived": {k: float(v) for k, v in point.items()},
+        "diagnostics": {
+            "starts": fit.starts,
+            "converged_starts": fit.converged_starts,
+            "agreeing_starts": fit.agreeing_starts,
+            "grad_norm": fit.grad_norm,
+            "iterations": fit.iterations,
+            "warnings": fit.warnings,
+        },
+    }
+    if fit.samples is not None and len(fit.samples) >= 2:
+        draws = law.draws()
+        doc["intervals"] = {name: interval(fit.samples[:, i], level) for i, name in enumerate(PARAM_NAMES)}
+        doc["derived_intervals"] = {k: interval(v, level) for k, v in derived_quantities(draws, budget_flops).items()}
+        doc["bootstrap"] = {
+            "replicates": int(len(fit.samples) + fit.bootstrap_failed),
+            "failed": fit.bootstrap_failed,
+            "seed": fit.bootstrap_seed,
+        }
+        if include_samples:
+            doc["bootstrap"]["samples"] = [[float(f"{v:.8g}") for v in row] for row in fit.samples]
+    return doc

@@ -47,7 +47,7 @@ def stage_param_counts(arch: Architecture, t, p, e):
     shared_expert = arch.n_shared_experts * arch.expert_params() + arch.router_params()
     per_layer_nonexpert = per_layer_common + dense_share * arch.dense_ffn_params() + moe_share * shared_expert
     per_layer_expert = moe_share * arch.n_experts * arch.expert_params()
-    layers = L / p
+    layers = np.ceil(L / p)  # the most-loaded stage when L is not a multiple of p
     vh = arch.embedding_params()
     ends = np.where(p > 1, vh, vh + arch.output_params())
     nonexpert = (layers * per_layer_nonexpert + ends) / t
@@ -132,9 +132,9 @@ def activation_bytes(arch: Architecture, s, b, t, p, v, m, recompute, sp, flash_
     """
     p, v, m, b, s, t = (np.asarray(x, dtype=float) for x in (p, v, m, b, s, t))
     per_layer, none_layer = layer_activation_bytes(arch, s, b, t, recompute, sp, flash_attention)
-    in_flight = np.minimum(m, p) / p  # fraction of p micro-batches actually in flight
+    in_flight = np.minimum(m, p)  # micro-batches in flight on the first stage
     interleave = np.where(v > 1, 1.0 + (p - 1) / (p * v), 1.0)
-    layers = arch.n_layers * per_layer * in_flight * interleave
+    layers = np.ceil(arch.n_layers / p) * per_layer * in_flight * interleave
     layers = layers + np.where(np.asarray(recompute) == RECOMPUTE_FULL, none_layer, 0.0)
     sbh = s * b * arch.d_model
     # embedding output + its dropout mask (first stage), logits in fp32 + softmax grad (p = 1 only)

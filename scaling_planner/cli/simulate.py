@@ -1,0 +1,127 @@
+"""``planner simulate``: the best parallel layout to train a model, its time, cost and energy.
+
+Imports only argparse at the top; numpy and the simulator load inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import positive, positive_int, print_json, table
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "simulate",
+        help="training estimate: best layout, step time, MFU, wall-clock, GPU-hours, cost, energy",
+        description="Search every TP x PP x DP (x EP) x micro-batch x recompute x ZeRO layout of a model on G "
+        "devices, report the fastest one that fits with its time and memory breakdowns, the next best "
+        "layouts and why the others were rejected. Model FLOPs use Megatron's count.",
+    )
+    parser.add_argument("--params", type=positive("params"), help="parameters N (70B, 7e9); shape derived from N")
+    parser.add_argument("--tokens", type=positive("tokens"), required=True, help="training tokens D (2T, 1.4e12)")
+    parser.add_argument("--gpu", required=True, metavar="PROFILE", help="hardware profile, e.g. h100-sxm")
+    parser.add_argument("--gpus", type=positive_int("gpus"), required=True, help="number of devices G")
+    parser.add_argument("--arch", metavar="NAME", help="a catalog architecture (llama3-70b, gpt3-175b, ...)")
+    parser.add_argument("--seq-len", type=positive_int("seq-len"), help="sequence length (default 4096 or the arch's)")
+    parser.add_argument("--global-batch", type=positive_int("global-batch"),
+                        help="sequences per step (default ~max(4M, 1024 x G) tokens)")
+    parser.add_argument("--precision", choices=("bf16", "fp8"), default="bf16")
+    parser.add_argument("--price", type=positive("price", allow_dollar=True), metavar="USD_PER_GPU_HOUR",
+                        help="price per device-hour (default: the profile's dated price)")
+    parser.add_argument("--measured-mfu", type=positive("measured-mfu"), metavar="FRACTION",
+                        help="a measured MFU (0-1) that replaces the model's for the chosen layout")
+    parser.add_argument("--measured-tflops", type=positive("measured-tflops"), metavar="TFLOPS",
+                        help="a measured large-GEMM bf16 TFLOP/s per device that replaces the profile's prior")
+    parser.add_argument("--dp-overlap", type=float, default=None, metavar="FRACTION",
+                        help="share of the DP gradient reduction hidden behind backward (default 0.8)")
+    parser.add_argument("--no-flash-attention", action="store_true", help="model an unfused attention core")
+    parser.add_argument("--top", type=positive_int("top"), default=5, help="how many runner-up layouts to show")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..hardware.profiles import get_profile
+    from ..simulate.architecture import get_arch, shape_for_params
+    from ..simulate.training import DEFAULT_DP_OVERLAP, simulate_training
+
+    profile = get_profile(args.gpu)
+    if args.arch:
+        arch = get_arch(args.arch)
+        if args.seq_len:
+            arch = arch.with_seq_len(args.seq_len)
+        if args.params is not None and abs(args.params / arch.params() - 1) > 0.1:
+            raise InputError("params", f"{args.params:.3g} disagrees with {arch.name} ({arch.params():.3g}); "
+                                       "give one of --params or --arch")
+    elif args.params is not None:
+        kw = {"seq_len": args.seq_len} if args.seq_len else {}
+        arch = shape_for_params(args.params, **kw)
+    else:
+        raise InputError("params", "give --params N or --arch NAME")
+    if args.measured_mfu is not None and args.measured_mfu > 1:
+        raise InputError("measured-mfu", f"must be a fraction in (0, 1], got {args.measured_mfu:g}")
+    overlap = DEFAULT_DP_OVERLAP if args.dp_overlap is None else args.dp_overlap
+    if not 0 <= overlap <= 1:
+        raise InputError("dp-overlap", f"must be in [0, 1], got {overlap:g}")
+    result = simulate_training(
+        arch, args.tokens, profile, args.gpus, params=args.params, global_batch=args.global_batch,
+        precision=args.precision, price_usd_per_hour=args.price, measured_mfu=args.measured_mfu,
+        measured_matmul_flops_per_s=None if args.measured_tflops is None else args.measured_tflops * 1e12,
+        dp_overlap=overlap, flash_attention=not args.no_flash_attention, top=args.top,
+    )
+    if args.json:
+        print_json(result)
+        return 0
+    _print(result)
+    return 0
+
+
+def _lay(lay) -> str:
+    ep = f" EP{lay.ep}" if lay.ep > 1 else ""
+    il = f" v{lay.interleave}" if lay.interleave > 1 else ""
+    return (f"TP{lay.tp} PP{lay.pp}{il} DP{lay.dp}{ep} mb{lay.micro_batch}x{lay.micro_batches} "
+            f"{lay.recompute} ZeRO-{lay.zero_stage}{' SP' if lay.sequence_parallel else ''}")
+
+
+def _print(r) -> None:
+    from ..units import format_si, format_usd
+
+    m, t, s = r.model, r.training, r.search
+    print(f"Training {m.name}: {format_si(m.params)} params ({format_si(m.active_params)} active), "
+          f"{format_si(m.tokens)} tokens, {r.compute_flops:.3g} FLOPs (model, Megatron count)")
+    print(f"  shape: {m.n_layers} layers, d {m.d_model}, {m.n_heads} heads ({m.n_kv_heads} KV), FFN {m.ffn_hidden} "
+          f"{m.ffn_kind}, vocab {m.vocab_size}, seq {m.seq_len}" + (f", {m.n_experts} experts top-{m.top_k}"
+                                                                    if m.n_experts > 1 else ""))
+    print(f"\nBest layout on {t.gpus} x {t.gpu} ({t.precision}): {_lay(t.layout)}, "
+          f"global batch {t.layout.global_batch} seqs ({format_si(t.layout.global_batch_tokens)} tokens)")
+    rows = [
+        ["step time", f"{t.step_time_s:.3f} s"], ["throughput", f"{format_si(t.tokens_per_s)} tokens/s"],
+        ["MFU (model FLOPs)", f"{t.mfu:.1%}"], ["HFU (with recompute)", f"{t.hfu:.1%}"],
+        ["ideal time", f"{t.ideal_time_s / 86400:.1f} days"], ["goodput", f"{t.goodput:.1%}"],
+        ["wall-clock", f"{t.wall_clock_days:.1f} days"], ["GPU-hours", format_si(t.gpu_hours)],
+        ["cost", f"{format_usd(t.cost_usd)} at ${t.price_usd_per_gpu_hour:.2f}/GPU-h ({t.price_source})"],
+        ["energy", f"{format_si(t.energy_kwh)} kWh, {format_si(t.co2_kg)} kg CO2"],
+        ["efficiency", f"{t.efficiency.source}; matmul fraction {t.efficiency.achievable_matmul_fraction:.2f} "
+                       f"({t.efficiency.achievable_matmul_source})"],
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows))
+    tb = t.time_breakdown_s.model_dump()
+    print("\nTime per step (s)")
+    print(table([[k, f"{v:.3f}", "hidden" if k == "dp_comm_hidden" else f"{v / tb['total']:.1%}"]
+                 for k, v in tb.items()], ["part", "seconds", "share"]))
+    mb = t.memory_gib.model_dump()
+    print("\nMemory per GPU (GiB, most-loaded stage)")
+    print(table([[k, f"{v:.2f}"] for k, v in mb.items()], ["part", "GiB"]))
+    if s.next_best:
+        print("\nNext best layouts")
+        print(table([[_lay(x.layout), f"{x.step_time_s:.3f}", f"{x.mfu:.1%}", f"{x.memory_gib:.1f}"]
+                     for x in s.next_best], ["layout", "step s", "MFU", "GiB"]))
+    print(f"\nSearch: {s.candidates} candidates, {s.feasible} feasible, in {s.search_s * 1e3:.0f} ms; rejected: "
+          + (", ".join(f"{k} {v}" for k, v in s.rejected.items()) or "none"))
+    for rj in s.closest_rejected:
+        print(f"  closest {rj.reason}: {_lay(rj.layout)}: {rj.detail}")
+    for note in t.notes:
+        print(f"  note: {note}")

@@ -1,0 +1,110 @@
+"""Achieved efficiency of kernels and collectives as a function of their size, from a hardware profile.
+
+One curve per hardware profile, derived only from the profile's own numbers, never tuned per case:
+
+* **GEMM** (``gemm_time_s``): a roofline with a fixed per-kernel cost,
+  ``t = max(F / (f_mm x peak), bytes / (eta_mem x BW_hbm)) + t_kernel``, where ``f_mm`` is the
+  profile's ``achievable_matmul_fraction`` (what a large bf16 GEMM reaches; a measurement replaces
+  it), ``bytes = 2 (MK + KN + MN)`` the operand traffic. The achieved fraction of peak therefore rises
+  with the GEMM's size and arithmetic intensity and saturates at ``f_mm`` -- the shape of Calculon's
+  efficiency-vs-op-size tables (Isaev et al. SC'23), written as a closed form so it applies to any
+  accelerator. ``t_kernel`` (launch + tail-wave cost, ~ a few microseconds on current GPUs) is what
+  makes small GEMMs inefficient.
+* **Memory-bound kernels** (layernorm, softmax, dropout, activations, optimizer):
+  ``bytes / (eta_mem x BW_hbm) + t_kernel``.
+* **Collectives** (ring, nccl-tests bus-bandwidth convention): ``latency + volume x factor /
+  (eta_link x BW_link)`` with factor ``2(n-1)/n`` for all-reduce, ``(n-1)/n`` for reduce-scatter,
+  all-gather and all-to-all, 1 for point-to-point.
+
+The universal constants below are properties of the software stack (cuBLAS / NCCL / PyTorch), not of a
+particular model or cluster; they were set once against the whole published A100 set together
+(Korthikanti et al. 2022 Table 5, PTD-P, MT-NLG) and are used unchanged for every profile.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Fraction of HBM bandwidth the elementwise kernels of a PyTorch training step reach (STREAM-like
+# kernels reach 0.85-0.9; unfused layernorm/softmax/dropout less).
+MEMORY_EFFICIENCY = 0.75
+# Fixed cost per kernel (eager launch from Python, prologue/epilogue, last partial wave), seconds.
+KERNEL_OVERHEAD_S = 20e-6
+# Fraction of the link's one-direction bandwidth NCCL reaches as bus bandwidth on the 10-100 MB
+# messages of tensor parallelism (NVSwitch: nccl-tests ~230 of 300 GB/s at 1 GB, less at 10-100 MB
+# and while compute kernels share the SMs; Calculon's A100 system file also uses 0.6) and on the
+# large gradient buckets of data parallelism over InfiniBand (~85 % of line rate).
+INTRA_NODE_LINK_EFFICIENCY = 0.60
+INTER_NODE_LINK_EFFICIENCY = 0.85
+# Fused attention kernels (FlashAttention-2) reach this share of the GEMM fraction.
+FLASH_ATTENTION_RELATIVE = 0.75
+
+
+class DeviceRates:
+    """The rates one profile implies, at one precision; ``achievable_fraction`` may be measured."""
+
+    def __init__(self, profile, precision: str = "bf16", achievable_flops_per_s: float | None = None):
+        self.name = getattr(profile, "name", "device")
+        self.peak_flops_per_s = float(profile.peak_flops_per_s(precision))
+        self.peak_bf16_flops_per_s = float(profile.peak_flops_per_s("bf16"))
+        prior = float(profile.achievable_matmul_fraction)
+        if achievable_flops_per_s is not None:
+            # a measured bf16 GEMM rate; scale the same fraction to fp8 if asked
+            self.achievable_fraction = min(1.0, float(achievable_flops_per_s) / self.peak_bf16_flops_per_s)
+            self.source = f"measured matmul {achievable_flops_per_s / 1e12:.1f} TFLOP/s"
+        else:
+            self.achievable_fraction = prior
+            self.source = f"profile prior achievable_matmul_fraction={prior:g}"
+        self.memory_bytes = float(profile.memory_bytes)
+        self.hbm_bytes_per_s = float(profile.memory_bandwidth_bytes_per_s)
+        self.devices_per_node = int(profile.devices_per_node)
+        self.intra_bytes_per_s = float(profile.intra_node_bandwidth_bytes_per_s)
+        self.inter_bytes_per_s = float(profile.inter_node_bandwidth_bytes_per_s)
+        self.intra_latency_s = float(profile.intra_node_latency_s)
+        self.inter_latency_s = float(profile.inter_node_latency_s)
+
+
+def gemm_time_s(rates: DeviceRates, m, n, k, count=1.0, kernels=1.0, bytes_per_element=2.0, relative=1.0):
+    """Time of ``count`` GEMMs of shape (m x k) @ (k x n) issued as ``kernels`` kernels (a batched
+    GEMM is one kernel); broadcasts over arrays."""
+    flops = 2.0 * m * n * k
+    traffic = bytes_per_element * (m * k + k * n + m * n)
+    compute = flops / (relative * rates.achievable_fraction * rates.peak_flops_per_s)
+    memory = traffic / (MEMORY_EFFICIENCY * rates.hbm_bytes_per_s)
+    return count * np.maximum(compute, memory) + kernels * KERNEL_OVERHEAD_S
+
+
+def gemm_efficiency(rates: DeviceRates, m, n, k):
+    """Achieved fraction of the dense peak for one GEMM (the curve, for reports and tests)."""
+    return 2.0 * m * n * k / (gemm_time_s(rates, m, n, k) * rates.peak_flops_per_s)
+
+
+def memory_time_s(rates: DeviceRates, nbytes, kernels=1.0):
+    """Streaming kernels moving ``nbytes`` in total through HBM."""
+    return nbytes / (MEMORY_EFFICIENCY * rates.hbm_bytes_per_s) + kernels * KERNEL_OVERHEAD_S
+
+
+def link(rates: DeviceRates, inter):
+    """(bandwidth bytes/s, latency s) of the tier a group uses; ``inter`` is a bool array."""
+    bw = np.where(inter, rates.inter_bytes_per_s * INTER_NODE_LINK_EFFICIENCY,
+                  rates.intra_bytes_per_s * INTRA_NODE_LINK_EFFICIENCY)
+    lat = np.where(inter, rates.inter_latency_s, rates.intra_latency_s)
+    return bw, lat
+
+
+def all_reduce_time_s(rates: DeviceRates, nbytes, n, inter):
+    n = np.asarray(n, dtype=float)
+    bw, lat = link(rates, inter)
+    return np.where(n > 1, lat + nbytes * 2.0 * (n - 1) / n / bw, 0.0)
+
+
+def gather_time_s(rates: DeviceRates, nbytes, n, inter):
+    """All-gather, reduce-scatter or all-to-all of ``nbytes`` (the full buffer) over ``n`` ranks."""
+    n = np.asarray(n, dtype=float)
+    bw, lat = link(rates, inter)
+    return np.where(n > 1, lat + nbytes * (n - 1) / n / bw, 0.0)
+
+
+def p2p_time_s(rates: DeviceRates, nbytes, inter):
+    bw, lat = link(rates, inter)
+    return lat + nbytes / bw

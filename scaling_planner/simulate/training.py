@@ -1,0 +1,499 @@
+"""Step time of one training iteration for arrays of parallel layouts (vectorised with numpy).
+
+Per micro-batch and pipeline stage, every matrix product of a transformer layer is timed with the
+GEMM curve of ``efficiency.py`` (its size on one tensor-parallel rank), elementwise kernels as HBM
+traffic, tensor-parallel collectives on the tier the TP group sits on (NVLink inside a node),
+MoE all-to-all, pipeline point-to-point; then
+
+  pipeline = (m + (p-1)/v) x t_microbatch                (1F1B; interleaved with v chunks,
+                                                          Narayanan et al. 2021 §2.2)
+  step     = pipeline + exposed DP gradient reduction + optimizer step + embedding sync.
+
+Recompute (Korthikanti et al. 2022): ``full`` re-runs each layer's forward (GEMMs, elementwise and
+TP collectives) before its backward; ``selective`` re-runs only the attention core (QK^T, softmax,
+dropout, AV). Model FLOPs exclude recompute (MFU), hardware FLOPs include it (HFU).
+
+The search, the validation tests and the benchmark's per-candidate loop all call the very same
+``step_time`` and ``memory_breakdown``; the search just calls them once on the whole grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import efficiency as eff
+from .architecture import Architecture
+from .memory import RECOMPUTE_FULL, RECOMPUTE_SELECTIVE
+
+ACT_BYTES = 2.0  # 16-bit activations on the wire and in HBM
+GRAD_REDUCE_BYTES = 4.0  # Megatron reduces fp32 main gradients
+PARAM_GATHER_BYTES = 2.0
+# HBM bytes per parameter for one Adam step: read fp32 grad, master, m, v (16), write master, m, v (12),
+# write bf16 weight (2)
+OPTIMIZER_STEP_BYTES = 30.0
+# bytes per element moved by the elementwise kernels of a layer's forward (backward moves twice that):
+TOKEN_OPS_BYTES = 22.0  # 2 x layernorm (r2+w2) + 2 x bias-dropout-residual (r2+r2+w2+mask1)
+CORE_OPS_BYTES = 9.0  # scale-mask-softmax (r2+w2) + dropout (r2+w2+mask1) on the a x s x s scores
+TOKEN_KERNELS, CORE_KERNELS = 6.0, 2.0
+
+
+def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flash_attention=False):
+    """Forward-pass pieces of one layer for one micro-batch on one GPU, in seconds.
+
+    Returns a dict of arrays: ``gemm`` (all linear layers), ``core`` (attention core GEMMs),
+    ``elementwise`` (token-wise kernels), ``core_elementwise`` (softmax/dropout on the scores),
+    ``tp`` (tensor-parallel collectives), ``a2a`` (MoE all-to-all); and the same layer's forward
+    FLOPs on this GPU (``flops``, ``core_flops``).
+    """
+    s, b, t, e = (np.asarray(x, dtype=float) for x in (s, b, t, e))
+    sp = np.asarray(sp, dtype=bool)
+    T = s * b
+    h = arch.d_model
+    # attention projections: everything but the output projection as one GEMM of equal FLOPs
+    attn_in = arch.attention_params_per_layer() - arch.v_dim * h
+    gemm = eff.gemm_time_s(rates, T, attn_in / h / t, h) + eff.gemm_time_s(rates, T, h, arch.v_dim / t)
+    flops = 2.0 * T * arch.attention_params_per_layer() / t
+    # attention core: QK^T and AV, batched over b x heads/t
+    heads = arch.n_heads / t
+    if flash_attention:
+        core = eff.gemm_time_s(rates, s, s, arch.qk_head_dim + (arch.v_dim / arch.n_heads), count=b * heads,
+                               relative=eff.FLASH_ATTENTION_RELATIVE)
+        core_ew = np.zeros_like(core)
+    else:
+        core = (eff.gemm_time_s(rates, s, s, arch.qk_head_dim, count=b * heads)
+                + eff.gemm_time_s(rates, s, arch.v_dim / arch.n_heads, s, count=b * heads))
+        core_ew = eff.memory_time_s(rates, CORE_OPS_BYTES * b * heads * s * s, CORE_KERNELS)
+    core_flops = 2.0 * b * heads * s * s * (arch.qk_head_dim + arch.v_dim / arch.n_heads)
+    # FFN: dense layers and MoE layers, weighted by their share of the layers
+    m_up = arch.ffn_matrices - 1
+    dense = (eff.gemm_time_s(rates, T, m_up * arch.ffn_hidden / t, h)
+             + eff.gemm_time_s(rates, T, h, arch.ffn_hidden / t))
+    dense_flops = 2.0 * T * arch.dense_ffn_params() / t
+    ffn_act_bytes = (4.0 if m_up == 1 else 6.0) * T * arch.ffn_hidden / t
+    a2a = np.zeros_like(T * t)
+    if arch.is_moe:
+        frac = arch.n_moe_layers / arch.n_layers
+        local_experts = arch.n_experts / e
+        rows = T * arch.top_k / local_experts  # tokens per local expert (balanced routing)
+        fe = arch.expert_ffn
+        moe = (eff.gemm_time_s(rates, rows, m_up * fe / t, h, count=local_experts, kernels=local_experts)
+               + eff.gemm_time_s(rates, rows, h, fe / t, count=local_experts, kernels=local_experts))
+        if arch.n_shared_experts:
+            ws = arch.n_shared_experts * fe
+            moe = moe + eff.gemm_time_s(rates, T, m_up * ws / t, h) + eff.gemm_time_s(rates, T, h, ws / t)
+        moe = moe + eff.gemm_time_s(rates, T, arch.n_experts, h)  # router
+        moe_flops = 2.0 * T * arch.moe_layer_active_params() / t
+        moe_act = (4.0 if m_up == 1 else 6.0) * T * (arch.top_k + arch.n_shared_experts) * fe / t
+        gemm = gemm + (1 - frac) * dense + frac * moe
+        flops = flops + (1 - frac) * dense_flops + frac * moe_flops
+        ffn_act_bytes = (1 - frac) * ffn_act_bytes + frac * moe_act
+        # dispatch + combine of the routed tokens (k copies of h), over the EP group
+        inter = t * e > rates.devices_per_node
+        a2a = frac * 2.0 * eff.gather_time_s(rates, T * arch.top_k * h * ACT_BYTES / t, e, inter)
+    else:
+        gemm = gemm + dense
+        flops = flops + dense_flops
+    tok = T * h / np.where(sp, t, 1.0)
+    elementwise = eff.memory_time_s(rates, TOKEN_OPS_BYTES * tok + ffn_act_bytes, TOKEN_KERNELS)
+    # TP: two all-reduces of T x h (or, with SP, two all-gathers + two reduce-scatters: same volume)
+    inter_tp = t > rates.devices_per_node
+    msg = T * h * ACT_BYTES
+    tp = np.where(sp, 4.0 * eff.gather_time_s(rates, msg, t, inter_tp),
+                  2.0 * eff.all_reduce_time_s(rates, msg, t, inter_tp))
+    return {"gemm": gemm, "core": core, "elementwise": elementwise, "core_elementwise": core_ew,
+            "tp": tp, "a2a": a2a, "flops": flops + core_flops, "core_flops": core_flops}
+
+
+def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v, m, recompute, zero, sp,
+              dp_overlap=0.0, flash_attention=False):
+    """Time of one optimizer step (seconds) and its breakdown, for arrays of layouts.
+
+    ``m`` micro-batches of ``b`` sequences per pipeline; ``dp_overlap`` is the fraction of the
+    data-parallel gradient reduction hidden behind the backward pass (0: reduced after the flush,
+    as in Megatron 2021). Returns a dict of arrays, all in seconds except the FLOP counts.
+    """
+    s, b, t, p, d, e, v, m = (np.asarray(x, dtype=float) for x in (s, b, t, p, d, e, v, m))
+    recompute = np.asarray(recompute)
+    zero = np.asarray(zero)
+    lt = layer_times(arch, rates, s, b, t, e, sp, flash_attention)
+    fwd = lt["gemm"] + lt["core"] + lt["elementwise"] + lt["core_elementwise"] + lt["tp"] + lt["a2a"]
+    bwd = 2.0 * (lt["gemm"] + lt["core"] + lt["elementwise"] + lt["core_elementwise"]) + lt["tp"] + lt["a2a"]
+    full = recompute == RECOMPUTE_FULL
+    sel = recompute == RECOMPUTE_SELECTIVE
+    re = np.where(full, fwd, np.where(sel, lt["core"] + lt["core_elementwise"], 0.0))
+    re_flops = np.where(full, lt["flops"], np.where(sel, lt["core_flops"], 0.0))
+    layers = np.ceil(arch.n_layers / p)  # the slowest (most-loaded) stage
+    T = s * b
+    h, V = arch.d_model, arch.vocab_size
+    # logits (last stage): forward + two backward GEMMs, plus the fp32 softmax/cross-entropy pass
+    logits = 3.0 * eff.gemm_time_s(rates, T, V / t, h) + eff.memory_time_s(rates, 3 * 4.0 * T * V / t, 3)
+    logit_flops = 6.0 * T * V * h / t
+    # pipeline p2p: each of v chunks sends activations forward and gradients backward
+    # (scatter/gather over the TP group, Narayanan et al. 2021 §4.1)
+    inter_pp = t * p > rates.devices_per_node
+    p2p = np.where(p > 1, 2.0 * v * eff.p2p_time_s(rates, T * h * ACT_BYTES / t, inter_pp), 0.0)
+    compute_mb = layers * (lt["gemm"] + lt["core"]) * 3.0 + logits
+    t_mb = layers * (fwd + bwd + re) + logits + p2p
+    bubble = (p - 1.0) / v * t_mb
+    pipeline = m * t_mb + bubble
+    # data parallel: gradient reduction (and weight gather with a sharded optimizer)
+    from .memory import stage_param_counts
+
+    nonexp, expert = stage_param_counts(arch, t, p, e)
+    dp_inter = t * p * d > rates.devices_per_node
+    dexp = np.maximum(d / e, 1.0)
+    ar = (eff.all_reduce_time_s(rates, nonexp * GRAD_REDUCE_BYTES, d, dp_inter)
+          + eff.all_reduce_time_s(rates, expert * GRAD_REDUCE_BYTES, dexp, dp_inter))
+    rs_ag = (eff.gather_time_s(rates, nonexp * (GRAD_REDUCE_BYTES + PARAM_GATHER_BYTES), d, dp_inter)
+             + eff.gather_time_s(rates, expert * (GRAD_REDUCE_BYTES + PARAM_GATHER_BYTES), dexp, dp_inter))
+    z3 = m * (eff.gather_time_s(rates, nonexp * (GRAD_REDUCE_BYTES + 2 * PARAM_GATHER_BYTES), d, dp_inter)
+              + eff.gather_time_s(rates, expert * (GRAD_REDUCE_BYTES + 2 * PARAM_GATHER_BYTES), dexp, dp_inter))
+    dp_total = np.where(zero >= 3, z3, np.where(zero >= 1, rs_ag, ar))
+    backward_window = m * layers * bwd
+    hidden = np.minimum(dp_overlap * dp_total, backward_window)
+    dp_exposed = dp_total - hidden
+    # optimizer: streaming Adam over this GPU's shard
+    opt_params = np.where(zero >= 1, nonexp / d + expert / dexp, nonexp + expert)
+    optimizer = eff.memory_time_s(rates, OPTIMIZER_STEP_BYTES * opt_params, 4)
+    # tied embedding: first and last stage all-reduce its gradient
+    emb_sync = np.where((p > 1) & arch.tied_embeddings,
+                        eff.all_reduce_time_s(rates, V * h / t * GRAD_REDUCE_BYTES, 2, inter_pp), 0.0)
+    total = pipeline + dp_exposed + optimizer + emb_sync
+    # FLOPs per GPU per step (model: no recompute; hardware: with recompute)
+    model_flops_gpu = m * (layers * 3.0 * lt["flops"] + logit_flops)
+    hw_flops_gpu = model_flops_gpu + m * layers * re_flops
+    return {
+        "total": total,
+        "compute": m * compute_mb,
+        "elementwise": m * layers * 3.0 * (lt["elementwise"] + lt["core_elementwise"]),
+        "recompute": m * layers * re,
+        "tp_comm": m * layers * 2.0 * lt["tp"],
+        "moe_all_to_all": m * layers * 2.0 * lt["a2a"],
+        "pp_comm": m * p2p,
+        "bubble": bubble,
+        "dp_comm": dp_exposed,
+        "dp_comm_hidden": hidden,
+        "optimizer": optimizer,
+        "embedding_sync": emb_sync,
+        "model_flops_per_gpu": model_flops_gpu,
+        "hardware_flops_per_gpu": hw_flops_gpu,
+    }
+
+
+# =================================================================================================
+# Layout search: the whole candidate grid in one vectorised evaluation
+# =================================================================================================
+from dataclasses import dataclass, field  # noqa: E402
+
+from ..errors import InfeasibleError, InputError  # noqa: E402
+from .memory import RECOMPUTE_NAMES, memory_breakdown  # noqa: E402
+
+REASONS = ("feasible", "memory", "batch", "interleave", "expert")
+REASON_MEMORY, REASON_BATCH, REASON_INTERLEAVE, REASON_EXPERT = 1, 2, 3, 4
+MICRO_BATCHES = (1, 2, 4, 8)
+INTERLEAVES = (1, 2, 4)
+ZERO_STAGES = (0, 1, 2, 3)
+RECOMPUTES = (0, 1, 2)
+DEFAULT_BATCH_TOKENS = 4 * 2**20  # ~4M tokens per step (GPT-3 3.2M, Llama 2 4M; Llama 3 ramps to 16M)
+BATCH_TOKENS_PER_DEVICE = 1024  # larger clusters need larger batches: Llama 3 405B, 16M tokens on 16k GPUs
+MAX_BATCH_TOKENS = 32 * 2**20
+BATCH_SLACK = 1.5  # a candidate may round the default batch up by at most this factor
+
+
+def default_batch_tokens(n_devices: int) -> float:
+    """Default global batch in tokens: max(4M, 1024 x G), capped at 32M."""
+    return float(min(max(DEFAULT_BATCH_TOKENS, BATCH_TOKENS_PER_DEVICE * n_devices), MAX_BATCH_TOKENS))
+DEFAULT_DP_OVERLAP = 0.8  # share of the DP gradient reduction hidden behind backward (bucketed overlap)
+
+
+def _divisors(n: int) -> list[int]:
+    small = [i for i in range(1, int(n**0.5) + 1) if n % i == 0]
+    return sorted(set(small + [n // i for i in small]))
+
+
+def layout_grid(arch: Architecture, n_devices: int, *, global_batch: int | None = None,
+                micro_batches=MICRO_BATCHES, interleaves=INTERLEAVES, zero_stages=ZERO_STAGES,
+                recomputes=RECOMPUTES, max_tp: int = 64) -> dict[str, np.ndarray]:
+    """Every candidate TP x PP x DP (x EP) x micro-batch x interleave x recompute x ZeRO, as flat arrays.
+
+    TP is a power-of-two divisor of the head count (<= ``max_tp``), PP a divisor of G with at most one
+    stage per layer, DP = G/(TP PP), EP a divisor of DP and of the expert count (MoE only). Sequence
+    parallelism is on whenever TP > 1 (same TP traffic, less activation memory). With no
+    ``global_batch`` each candidate takes the whole number of micro-batches closest to
+    ``DEFAULT_BATCH_TOKENS``.
+    """
+    G = int(n_devices)
+    tps = [t for t in _divisors(G) if t <= max_tp and t & (t - 1) == 0 and arch.n_heads % t == 0]
+    pps = [p for p in _divisors(G) if p <= arch.n_layers]
+    tp_pp_dp = [(t, p, G // (t * p)) for t in tps for p in pps if G % (t * p) == 0]
+    rows = []
+    for t, p, d in tp_pp_dp:
+        eps = [e for e in _divisors(d) if arch.n_experts % e == 0] if arch.is_moe else [1]
+        rows.extend((t, p, d, e) for e in eps)
+    base = np.array(rows, dtype=np.int64).reshape(-1, 4)
+    opts = np.array(np.meshgrid(np.arange(len(base)), micro_batches, interleaves, recomputes, zero_stages,
+                                indexing="ij")).reshape(5, -1)
+    idx, b, v, rc, z = opts
+    t, p, d, e = base[idx].T
+    # PP = 1 has no interleaving to choose
+    keep = (p > 1) | (v == 1)
+    t, p, d, e, b, v, rc, z = (x[keep] for x in (t, p, d, e, b, v, rc, z))
+    s = arch.seq_len
+    if global_batch is None:
+        target = max(1.0, default_batch_tokens(G) / s)
+        m = np.maximum(1, np.rint(target / (b * d))).astype(np.int64)
+        B = m * b * d
+        B_target = np.full(t.shape, target)
+    else:
+        B = np.full(t.shape, int(global_batch), dtype=np.int64)
+        m = np.maximum(1, B // (b * d))
+        B_target = B.astype(float)
+    return {"t": t, "p": p, "d": d, "e": e, "b": b, "v": v, "recompute": rc, "zero": z, "m": m, "B": B,
+            "sp": t > 1, "B_target": B_target}
+
+
+def evaluate_grid(arch: Architecture, rates: eff.DeviceRates, grid: dict[str, np.ndarray], *,
+                  dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True) -> dict[str, np.ndarray]:
+    """Memory, step time, throughput, MFU and the rejection reason of every candidate (one numpy pass)."""
+    g = grid
+    s = arch.seq_len
+    mem = memory_breakdown(arch, s=s, b=g["b"], t=g["t"], p=g["p"], d=g["d"], e=g["e"], v=g["v"], m=g["m"],
+                           recompute=g["recompute"], zero=g["zero"], sp=g["sp"], flash_attention=flash_attention)
+    st = step_time(arch, rates, s=s, b=g["b"], t=g["t"], p=g["p"], d=g["d"], e=g["e"], v=g["v"], m=g["m"],
+                   recompute=g["recompute"], zero=g["zero"], sp=g["sp"], dp_overlap=dp_overlap,
+                   flash_attention=flash_attention)
+    n = g["t"] * g["p"] * g["d"]
+    tokens = g["B"] * s
+    model_flops = arch.megatron_flops_per_token(s) * tokens
+    peak = rates.peak_flops_per_s
+    mfu = model_flops / (st["total"] * n * peak)
+    extra = st["hardware_flops_per_gpu"] - st["model_flops_per_gpu"]
+    hfu = mfu + extra / (st["total"] * peak)
+    # rejection reasons, first that applies, and by how much
+    reason = np.zeros(n.shape, dtype=np.int8)
+    excess = np.zeros(n.shape, dtype=float)
+    layers_per_stage = np.ceil(arch.n_layers / g["p"])
+    bad_il = (g["v"] > 1) & ((g["m"] % g["p"] != 0) | (layers_per_stage % g["v"] != 0))
+    reason[bad_il] = REASON_INTERLEAVE
+    excess[bad_il] = (g["m"] % g["p"])[bad_il]
+    too_big = g["B"] > BATCH_SLACK * g["B_target"]
+    bad_batch = (g["B"] % (g["b"] * g["d"]) != 0) | (g["B"] < g["b"] * g["d"]) | too_big
+    reason[bad_batch] = REASON_BATCH
+    excess[bad_batch] = np.where(too_big, g["b"] * g["d"] - g["B_target"], g["B"] % (g["b"] * g["d"]))[bad_batch]
+    over = mem["total"] - rates.memory_bytes
+    bad_mem = over > 0
+    reason[bad_mem] = REASON_MEMORY
+    excess[bad_mem] = over[bad_mem]
+    return {"mem": mem, "step": st, "mfu": mfu, "hfu": hfu, "tokens_per_step": tokens,
+            "time_per_token": st["total"] / tokens, "reason": reason, "excess": excess}
+
+
+@dataclass
+class SearchOutcome:
+    grid: dict
+    result: dict
+    order: np.ndarray  # feasible candidates, best first
+    seconds: float
+    notes: list = field(default_factory=list)
+
+
+def search_layouts(arch: Architecture, rates: eff.DeviceRates, n_devices: int, *, global_batch: int | None = None,
+                   dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True) -> SearchOutcome:
+    """Evaluate the whole grid and rank feasible layouts by time per token (then memory)."""
+    import time
+
+    t0 = time.perf_counter()
+    grid = layout_grid(arch, n_devices, global_batch=global_batch)
+    res = evaluate_grid(arch, rates, grid, dp_overlap=dp_overlap, flash_attention=flash_attention)
+    feasible = np.flatnonzero(res["reason"] == 0)
+    order = feasible[np.lexsort((res["mem"]["total"][feasible], res["time_per_token"][feasible]))]
+    return SearchOutcome(grid, res, order, time.perf_counter() - t0)
+
+
+def _layout(grid, i):
+    from ..plan import Layout
+
+    return Layout(
+        tp=int(grid["t"][i]), pp=int(grid["p"][i]), dp=int(grid["d"][i]), ep=int(grid["e"][i]),
+        micro_batch=int(grid["b"][i]), micro_batches=int(grid["m"][i]), interleave=int(grid["v"][i]),
+        recompute=RECOMPUTE_NAMES[int(grid["recompute"][i])], zero_stage=int(grid["zero"][i]),
+        sequence_parallel=bool(grid["sp"][i]), global_batch=int(grid["B"][i]),
+        global_batch_tokens=int(grid["B"][i]) * 0,  # filled by caller
+    )
+
+
+def _reject_detail(code: int, excess: float, grid, i) -> str:
+    if code == REASON_MEMORY:
+        return f"needs {excess / 2**30:.2f} GiB more than the device has per GPU"
+    if code == REASON_BATCH and grid["B"][i] > BATCH_SLACK * grid["B_target"][i]:
+        return (f"micro-batch x DP = {int(grid['b'][i] * grid['d'][i])} sequences exceeds the global batch "
+                f"of {grid['B_target'][i]:.0f} by {excess:.0f}")
+    if code == REASON_BATCH:
+        return (f"global batch {int(grid['B'][i])} is not a multiple of micro-batch x DP = "
+                f"{int(grid['b'][i] * grid['d'][i])} (remainder {int(excess)})")
+    if code == REASON_INTERLEAVE:
+        return (f"interleaving {int(grid['v'][i])} needs micro-batches ({int(grid['m'][i])}) divisible by PP "
+                f"({int(grid['p'][i])}) and layers per stage divisible by {int(grid['v'][i])}")
+    return "expert parallelism does not divide the experts"
+
+
+GIB = float(2**30)
+
+
+def simulate_training(
+    arch: Architecture, tokens: float, profile, n_devices: int, *, params: float | None = None,
+    global_batch: int | None = None, precision: str = "bf16", price_usd_per_hour: float | None = None,
+    measured_mfu: float | None = None, measured_matmul_flops_per_s: float | None = None,
+    dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True, top: int = 5,
+):
+    """Best layout for training ``arch`` on ``tokens`` with ``n_devices`` of ``profile``; a SimulationResult.
+
+    Raises InputError for bad input and InfeasibleError (with what fails and by how much) when no
+    layout fits.
+    """
+    from ..plan import (
+        EfficiencyProvenance,
+        LayoutScore,
+        MemoryBreakdown,
+        ModelSpec,
+        Rejection,
+        SearchSummary,
+        SimulationResult,
+        TimeBreakdown,
+        TrainingEstimate,
+    )
+    from .energy import training_energy_cost
+    from .reliability import checkpoint_bytes, goodput
+
+    if not (tokens > 0 and np.isfinite(tokens)):
+        raise InputError("tokens", f"must be a positive finite number, got {tokens!r}")
+    if int(n_devices) != n_devices or n_devices < 1:
+        raise InputError("gpus", f"must be a whole number >= 1, got {n_devices!r}")
+    n_devices = int(n_devices)
+    dpn = int(profile.devices_per_node)
+    if n_devices > dpn and n_devices % dpn:
+        raise InputError("gpus", f"must be <= {dpn} or a multiple of the {dpn} devices per node of "
+                                 f"{profile.name}, got {n_devices}")
+    if precision not in ("bf16", "fp8"):
+        raise InputError("precision", f"must be bf16 or fp8, got {precision!r}")
+    try:
+        profile.peak_flops_per_s(precision)
+    except Exception as exc:
+        raise InputError("precision", f"{profile.name} has no {precision} peak ({exc})") from None
+    if global_batch is not None and global_batch < 1:
+        raise InputError("global_batch", f"must be >= 1 sequence, got {global_batch}")
+    if measured_mfu is not None and not 0 < measured_mfu <= 1:
+        raise InputError("measured_mfu", f"must be in (0, 1], got {measured_mfu}")
+    if not 0 <= dp_overlap <= 1:
+        raise InputError("dp_overlap", f"must be in [0, 1], got {dp_overlap}")
+    rates = eff.DeviceRates(profile, precision, measured_matmul_flops_per_s)
+    out = search_layouts(arch, rates, n_devices, global_batch=global_batch, dp_overlap=dp_overlap,
+                         flash_attention=flash_attention)
+    grid, res = out.grid, out.result
+    n_cand = int(grid["t"].size)
+    reasons = res["reason"]
+    counts = {REASONS[c]: int(np.sum(reasons == c)) for c in range(1, len(REASONS)) if np.any(reasons == c)}
+    s = arch.seq_len
+
+    def fill(lay, i):
+        lay.global_batch_tokens = int(grid["B"][i]) * s
+        return lay
+
+    closest = []
+    for c in sorted(set(int(x) for x in np.unique(reasons)) - {0}):
+        idx = np.flatnonzero(reasons == c)
+        j = idx[np.argmin(res["excess"][idx])]
+        closest.append(Rejection(layout=fill(_layout(grid, j), j), reason=REASONS[c],
+                                 detail=_reject_detail(c, float(res["excess"][j]), grid, j)))
+    if out.order.size == 0:
+        mem_idx = np.flatnonzero(reasons == REASON_MEMORY)
+        if mem_idx.size:
+            j = mem_idx[np.argmin(res["excess"][mem_idx])]
+            need = float(res["mem"]["total"][j]) / GIB
+            raise InfeasibleError(
+                f"no layout of {arch.name} ({arch.params() / 1e9:.1f}B params) fits on {n_devices} x "
+                f"{profile.name}: the smallest needs {need:.1f} GiB per GPU, "
+                f"{float(res['excess'][j]) / GIB:.1f} GiB over the {rates.memory_bytes / GIB:.1f} GiB capacity "
+                f"(TP{int(grid['t'][j])} PP{int(grid['p'][j])} DP{int(grid['d'][j])}, "
+                f"{RECOMPUTE_NAMES[int(grid['recompute'][j])]} recompute, ZeRO-{int(grid['zero'][j])}); "
+                f"{n_cand} layouts tried")
+        raise InfeasibleError(f"no layout is feasible among {n_cand} candidates: "
+                              + "; ".join(f"{r.reason}: {r.detail}" for r in closest))
+    i = int(out.order[0])
+    st = {k: float(v[i]) for k, v in res["step"].items()}
+    mem = {k: float(np.asarray(v)[i] if np.ndim(v) else v) / GIB for k, v in res["mem"].items()}
+    tokens_per_step = float(res["tokens_per_step"][i])
+    predicted_mfu = float(res["mfu"][i])
+    hfu = float(res["hfu"][i])
+    step_s = st["total"]
+    notes = []
+    source = "model"
+    if measured_mfu is not None:
+        scale = predicted_mfu / measured_mfu
+        step_s = step_s * scale
+        hfu = hfu / scale
+        mfu = measured_mfu
+        source = "measured MFU"
+        notes.append(f"step time scaled from the model's MFU {predicted_mfu:.3f} to the measured {measured_mfu:.3f}; "
+                     "breakdown is the model's")
+    else:
+        mfu = predicted_mfu
+    steps = float(tokens) / tokens_per_step
+    ideal_s = steps * step_s
+    params_total = arch.params() if params is None else float(params)
+    gp = goodput(ideal_s, n_devices, float(checkpoint_bytes(params_total)))
+    wall_s = float(gp.wall_clock_s)
+    if price_usd_per_hour is None:
+        price = float(profile.price_usd_per_hour)
+        price_source = f"profile {profile.name} default"
+    else:
+        price = float(price_usd_per_hour)
+        price_source = "--price"
+    ec = training_energy_cost(n_devices, wall_s, float(profile.tdp_w), price,
+                              idle_w=getattr(profile, "idle_w", None))
+    flops_per_token = arch.megatron_flops_per_token()
+    tb = TimeBreakdown(**{k: (step_s if k == "total" else st[k]) for k in TimeBreakdown.model_fields})
+    mb = MemoryBreakdown(**{k: mem[k] for k in MemoryBreakdown.model_fields if k != "capacity"},
+                         capacity=rates.memory_bytes / GIB)
+    if params is not None and abs(arch.params() / params - 1) > 0.01:
+        notes.append(f"the derived shape has {arch.params() / 1e9:.1f}B parameters ({params / 1e9:.1f}B asked); "
+                     "time and memory use the shape")
+    if arch.is_moe:
+        notes.append("MoE: balanced routing assumed; experts split over EP and TP")
+    notes.append("attention: fused (flash) kernels assumed" if flash_attention else "attention: unfused")
+    if precision == "fp8":
+        notes.append("fp8: GEMMs at the fp8 dense peak; weights, optimizer and activations kept as for bf16")
+    curve = (f"GEMM t = max(F/({rates.achievable_fraction:.3g} x peak), bytes/({eff.MEMORY_EFFICIENCY} x HBM BW)) "
+             f"+ {eff.KERNEL_OVERHEAD_S * 1e6:g} us; links at {eff.INTRA_NODE_LINK_EFFICIENCY} (intra) / "
+             f"{eff.INTER_NODE_LINK_EFFICIENCY} (inter) of bandwidth")
+    training = TrainingEstimate(
+        gpu=profile.name, gpus=n_devices, precision=precision, layout=fill(_layout(grid, i), i),
+        step_time_s=step_s, tokens_per_s=tokens_per_step / step_s, steps=steps, ideal_time_s=ideal_s,
+        goodput=float(gp.fraction), wall_clock_days=wall_s / 86400.0, gpu_hours=float(ec.gpu_hours),
+        mfu=mfu, hfu=hfu, model_tflops_per_gpu=mfu * rates.peak_flops_per_s / 1e12,
+        cost_usd=float(ec.cost_usd), price_usd_per_gpu_hour=price, price_source=price_source,
+        energy_kwh=float(ec.energy_kwh), co2_kg=float(ec.co2_kg), time_breakdown_s=tb, memory_gib=mb,
+        efficiency=EfficiencyProvenance(
+            source=source, curve=curve, achievable_matmul_fraction=rates.achievable_fraction,
+            achievable_matmul_source=rates.source, measured_mfu=measured_mfu, predicted_mfu=predicted_mfu),
+        notes=notes,
+    )
+    nxt = []
+    for j in out.order[1:1 + top]:
+        j = int(j)
+        nxt.append(LayoutScore(layout=fill(_layout(grid, j), j), step_time_s=float(res["step"]["total"][j]),
+                               tokens_per_s=float(res["tokens_per_step"][j] / res["step"]["total"][j]),
+                               mfu=float(res["mfu"][j]), memory_gib=float(res["mem"]["total"][j]) / GIB))
+    search = SearchSummary(candidates=n_cand, feasible=int(out.order.size), rejected=counts, next_best=nxt,
+                           closest_rejected=closest, search_s=out.seconds)
+    model = ModelSpec(
+        name=arch.name, params=params_total, active_params=arch.active_params(), tokens=float(tokens),
+        n_layers=arch.n_layers, d_model=arch.d_model, n_heads=arch.n_heads, n_kv_heads=arch.n_kv_heads,
+        head_dim=arch.head_dim, ffn_hidden=arch.ffn_hidden, ffn_kind=arch.ffn_kind, vocab_size=arch.vocab_size,
+        seq_len=arch.seq_len, n_experts=arch.n_experts, top_k=arch.top_k, flops_per_token=flops_per_token,
+        flops_convention="Megatron-LM count (Narayanan et al. 2021 eq. 3 without recompute): 6 x matmul "
+                         "params incl. logits + 12 L s (q + v widths), causal mask not halved",
+        palm_flops_per_token=arch.palm_flops_per_token(), shape_source=arch.source or "catalog",
+    )
+    return SimulationResult(compute_flops=flops_per_token * float(tokens), model=model, training=training,
+                            search=search)

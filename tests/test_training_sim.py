@@ -1,0 +1,153 @@
+"""Training simulator: grid, step-time structure, search, result contract, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from scaling_planner.cli import main
+from scaling_planner.errors import InfeasibleError, InputError
+from scaling_planner.hardware.profiles import get_profile
+from scaling_planner.simulate import efficiency as eff
+from scaling_planner.simulate.architecture import get_arch, shape_for_params
+from scaling_planner.simulate.training import (
+    evaluate_grid,
+    layout_grid,
+    simulate_training,
+    step_time,
+)
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return get_profile("h100-sxm")
+
+
+def test_gemm_efficiency_rises_with_size_and_saturates(h100):
+    r = eff.DeviceRates(h100)
+    sizes = [64, 256, 1024, 4096, 16384]
+    e = [float(eff.gemm_efficiency(r, n, n, n)) for n in sizes]
+    assert e == sorted(e)
+    assert e[0] < 0.05 and e[-1] == pytest.approx(h100.achievable_matmul_fraction, rel=0.01)
+
+
+def test_measured_matmul_rate_replaces_prior(h100):
+    r = eff.DeviceRates(h100, achievable_flops_per_s=500e12)
+    assert r.achievable_fraction == pytest.approx(500 / 989.5)
+    assert "measured" in r.source
+
+
+def test_grid_layouts_multiply_to_g():
+    arch = get_arch("llama3-70b")
+    g = layout_grid(arch, 512)
+    assert np.all(g["t"] * g["p"] * g["d"] == 512)
+    assert np.all(arch.n_heads % g["t"] == 0)
+    assert set(np.unique(g["recompute"])) == {0, 1, 2} and set(np.unique(g["zero"])) == {0, 1, 2, 3}
+
+
+def test_moe_grid_has_expert_parallelism():
+    g = layout_grid(get_arch("mixtral-8x7b"), 64)
+    assert set(np.unique(g["e"])) == {1, 2, 4, 8}
+    assert np.all(g["d"] % g["e"] == 0)
+
+
+def test_bubble_shrinks_with_interleaving(h100):
+    arch, r = get_arch("llama3-70b"), eff.DeviceRates(h100)
+    kw = dict(s=8192, b=1, t=8, p=8, d=4, e=1, m=32, recompute=1, zero=1, sp=True)
+    one = step_time(arch, r, v=1, **kw)
+    two = step_time(arch, r, v=2, **kw)
+    assert float(two["bubble"]) == pytest.approx(float(one["bubble"]) / 2, rel=0.05)
+
+
+def test_recompute_costs_time_and_full_costs_most(h100):
+    arch, r = get_arch("llama3-8b"), eff.DeviceRates(h100)
+    kw = dict(s=8192, b=1, t=1, p=1, d=8, e=1, v=1, m=16, zero=1, sp=False)
+    times = [float(step_time(arch, r, recompute=c, **kw)["total"]) for c in (0, 1, 2)]
+    assert times[0] <= times[1] < times[2]
+
+
+def test_vectorised_grid_equals_per_candidate_calls(h100):
+    arch, r = get_arch("llama3-70b"), eff.DeviceRates(h100)
+    g = layout_grid(arch, 256)
+    res = evaluate_grid(arch, r, g)
+    for i in np.random.default_rng(0).choice(g["t"].size, 25, replace=False):
+        one = {k: v[i] for k, v in g.items()}
+        single = evaluate_grid(arch, r, one)
+        assert float(single["step"]["total"]) == pytest.approx(res["step"]["total"][i])
+        assert float(single["mem"]["total"]) == pytest.approx(res["mem"]["total"][i])
+
+
+def test_simulate_contract_fields_and_consistency(h100):
+    r = simulate_training(get_arch("llama3-8b"), 1e12, h100, 64)
+    d = json.loads(r.model_dump_json())
+    for key in ("gpu_hours", "wall_clock_days", "mfu", "cost_usd", "energy_kwh"):
+        assert d["training"][key] > 0
+    assert d["model"]["params"] == pytest.approx(8.03e9, rel=0.01) and d["model"]["tokens"] == 1e12
+    assert d["search"]["candidates"] >= d["search"]["feasible"] > 0
+    t = r.training
+    assert 0 < t.mfu <= t.hfu < 1
+    assert r.compute_flops == pytest.approx(get_arch("llama3-8b").megatron_flops_per_token() * 1e12)
+    # wall-clock = ideal / goodput; GPU-hours = G x wall-clock
+    assert t.wall_clock_days * 86400 == pytest.approx(t.ideal_time_s / t.goodput, rel=1e-6)
+    assert t.gpu_hours == pytest.approx(64 * t.wall_clock_days * 24, rel=1e-6)
+    assert t.memory_gib.total <= t.memory_gib.capacity
+    # the best is no slower per token than any runner-up
+    best = t.step_time_s / t.layout.global_batch_tokens
+    assert all(best <= x.step_time_s / x.layout.global_batch_tokens + 1e-15 for x in r.search.next_best)
+    assert t.efficiency.source == "model"
+
+
+def test_measured_mfu_replaces_model_and_says_so(h100):
+    base = simulate_training(get_arch("llama3-8b"), 1e12, h100, 64)
+    r = simulate_training(get_arch("llama3-8b"), 1e12, h100, 64, measured_mfu=0.3)
+    assert r.training.mfu == 0.3 and r.training.efficiency.source == "measured MFU"
+    assert r.training.step_time_s == pytest.approx(base.training.step_time_s * base.training.mfu / 0.3)
+
+
+def test_price_override(h100):
+    r = simulate_training(get_arch("llama3-8b"), 1e12, h100, 64, price_usd_per_hour=2.0)
+    assert r.training.cost_usd == pytest.approx(r.training.gpu_hours * 2.0, rel=1e-6)
+
+
+def test_infeasible_says_by_how_much(h100):
+    with pytest.raises(InfeasibleError, match="GiB over"):
+        simulate_training(shape_for_params(2e12), 1e12, h100, 8)
+
+
+def test_bad_inputs(h100):
+    with pytest.raises(InputError):
+        simulate_training(get_arch("llama3-8b"), 0, h100, 64)
+    with pytest.raises(InputError):
+        simulate_training(get_arch("llama3-8b"), 1e12, h100, 12)
+
+
+def test_moe_search_uses_ep(h100):
+    r = simulate_training(get_arch("mixtral-8x7b"), 1e12, h100, 64)
+    assert r.training.layout.ep > 1
+
+
+def test_405b_on_16k_h100(h100):
+    r = simulate_training(get_arch("llama3-405b"), 15.6e12, h100, 16384)
+    assert 0.25 < r.training.mfu < 0.55  # Meta reports 38-43 % BF16 MFU (Llama 3 paper Table 4)
+    assert r.training.layout.tp * r.training.layout.pp > 1
+
+
+def test_cli_json_contract(capsys):
+    code = main(["simulate", "--params", "7e9", "--tokens", "1e12", "--gpu", "h100-sxm", "--gpus", "64", "--json"])
+    assert code == 0
+    d = json.loads(capsys.readouterr().out)
+    assert {"compute_flops", "model", "training", "search"} <= set(d)
+    assert d["search"]["candidates"] > 0 and d["training"]["wall_clock_days"] > 0
+
+
+def test_cli_table_and_exit_codes(capsys):
+    assert main(["simulate", "--arch", "llama3-8b", "--tokens", "1T", "--gpu", "h100-sxm", "--gpus", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "Best layout" in out and "MFU" in out and "Next best" in out
+    assert main(["simulate", "--params", "7e9", "--tokens", "1e12", "--gpu", "nope", "--gpus", "8"]) == 2
+    assert main(["simulate", "--params", "5e12", "--tokens", "1e12", "--gpu", "h100-sxm", "--gpus", "8"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--params", "0", "--tokens", "1e12", "--gpu", "h100-sxm", "--gpus", "8"])
+    assert exc.value.code == 2

@@ -270,20 +270,18 @@ def evaluate_grid(arch: Architecture, rates: eff.DeviceRates, grid: dict[str, np
     extra = st["hardware_flops_per_gpu"] - st["model_flops_per_gpu"]
     hfu = mfu + extra / (st["total"] * peak)
     # rejection reasons, first that applies, and by how much
-    reason = np.zeros(n.shape, dtype=np.int8)
-    excess = np.zeros(n.shape, dtype=float)
     layers_per_stage = np.ceil(arch.n_layers / g["p"])
     bad_il = (g["v"] > 1) & ((g["m"] % g["p"] != 0) | (layers_per_stage % g["v"] != 0))
-    reason[bad_il] = REASON_INTERLEAVE
-    excess[bad_il] = (g["m"] % g["p"])[bad_il]
     too_big = g["B"] > BATCH_SLACK * g["B_target"]
     bad_batch = (g["B"] % (g["b"] * g["d"]) != 0) | (g["B"] < g["b"] * g["d"]) | too_big
-    reason[bad_batch] = REASON_BATCH
-    excess[bad_batch] = np.where(too_big, g["b"] * g["d"] - g["B_target"], g["B"] % (g["b"] * g["d"]))[bad_batch]
     over = mem["total"] - rates.memory_bytes
     bad_mem = over > 0
-    reason[bad_mem] = REASON_MEMORY
-    excess[bad_mem] = over[bad_mem]
+    # the first reason that applies (memory, then batch, then interleave), and by how much
+    reason = np.where(bad_mem, REASON_MEMORY, np.where(bad_batch, REASON_BATCH,
+                                                       np.where(bad_il, REASON_INTERLEAVE, 0))).astype(np.int8)
+    batch_excess = np.where(too_big, g["b"] * g["d"] - g["B_target"], g["B"] % (g["b"] * g["d"]))
+    excess = np.where(bad_mem, over, np.where(bad_batch, batch_excess,
+                                              np.where(bad_il, g["m"] % g["p"], 0.0))).astype(float)
     return {"mem": mem, "step": st, "mfu": mfu, "hfu": hfu, "tokens_per_step": tokens,
             "time_per_token": st["total"] / tokens, "reason": reason, "excess": excess}
 

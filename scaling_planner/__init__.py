@@ -30,18 +30,32 @@ __all__ = [
     "fit_law",
     "frontier_loss",
     "get_law",
+    "get_profile",
     "law_names",
     "load_law_file",
+    "load_profiles",
     "load_runs",
     "near_optimal_params_range",
     "optimal_params",
     "optimal_tokens",
+    "profile_for_nvml_name",
+    "recommend",
 ]
 
 
-def __getattr__(name):  # lazy: the fitter is only loaded when used
-    if name in ("fit_law", "load_runs"):
-        from .laws import fit
+_LAZY = {
+    "fit_law": "laws.fit",
+    "load_runs": "laws.fit",
+    "load_profiles": "hardware.profiles",
+    "get_profile": "hardware.profiles",
+    "profile_for_nvml_name": "hardware.profiles",
+    "recommend": "planner",
+}
 
-        return getattr(fit, name)
-    raise AttributeError(name)
+
+def __getattr__(name):  # lazy: load the fitter, the profiles and the planner only when used
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'scaling_planner' has no attribute {name!r}")

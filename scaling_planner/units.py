@@ -17,19 +17,20 @@ GIB = float(2**30)
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86400.0
 
-# Decimal magnitude suffixes. "B" means billion (as in "7B parameters"), never bytes.
-_MAGNITUDE = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+# Decimal magnitude suffixes. "B" means billion (as in "7B parameters"), never bytes. No "E" (exa):
+# "1e" must be an error, not 1e18.
+_MAGNITUDE = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15}
 _DURATION_S = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 
 _NUMBER = r"[+-]?(?:\d+(?:_\d+)*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_QUANTITY_RE = re.compile(rf"^\s*(\$)?\s*({_NUMBER})\s*([KMBGTPE]?)\s*$", re.IGNORECASE)
+_QUANTITY_RE = re.compile(rf"^\s*(\$)?\s*({_NUMBER})\s*([KMBGTP]?)\s*$", re.IGNORECASE)
 _DURATION_RE = re.compile(rf"^\s*({_NUMBER})\s*(s|min|m|h|d|w)?\s*$", re.IGNORECASE)
 
 
 def parse_quantity(text: str | float | int, field: str = "value", *, allow_dollar: bool = False) -> float:
     """Parse ``1e22``, ``2.5T``, ``70B``, ``$1.2M``, ``400k`` into a float.
 
-    Suffixes are decimal (K=1e3, M=1e6, B=G=1e9, T=1e12, P=1e15, E=1e18). A leading ``$`` is
+    Suffixes are decimal (K=1e3, M=1e6, B=G=1e9, T=1e12, P=1e15). A leading ``$`` is
     accepted only where ``allow_dollar`` is set. NaN and infinity are rejected.
     """
     if isinstance(text, bool):

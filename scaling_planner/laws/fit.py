@@ -265,7 +265,8 @@ def hoffmann_grid(tied: bool = False) -> np.ndarray:
 def _to_natural(theta_full: np.ndarray) -> np.ndarray:
     """(e, a, b, alpha, beta) -> (E, A, B, alpha, beta)."""
     out = np.array(theta_full, dtype=float, copy=True)
-    out[..., :3] = np.exp(out[..., :3])
+    with np.errstate(over="ignore"):
+        out[..., :3] = np.exp(out[..., :3])
     return out
 
 
@@ -379,6 +380,8 @@ def fit_law(
     same_x = np.max(np.abs(all_full - best_full), axis=1) < 1e-3
     natural = _to_natural(best_full)
     warnings = _identification_warnings(runs, tied)
+    if not np.all(np.isfinite(natural)):
+        warnings.append("the best fit has an infinite parameter: the runs do not identify the law")
     if res.grad_norm[best] > 1e-6:
         warnings.append(f"best start stopped with gradient norm {res.grad_norm[best]:.2e}; the optimum may be inexact")
     return FitResult(

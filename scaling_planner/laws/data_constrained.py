@@ -30,22 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..validate import positive_array as _positive
 from .chinchilla import FLOPS_PER_PARAM_TOKEN, ChinchillaLaw, allocation_constant
 from .chinchilla import optimal_params as chinchilla_optimal_params
 from .chinchilla import optimal_tokens as chinchilla_optimal_tokens
 
 DEFAULT_LAW_NAME = "muennighoff2023-c4"
-
-
-def _positive(value, field: str):
-    """value as a float array; InputError naming ``field`` unless every entry is finite and > 0."""
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise InputError(field, f"must be a finite number > 0, got {value!r}") from None
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise InputError(field, f"must be a finite number > 0, got {value!r}")
-    return arr
 
 
 def _resolve_law(law: ChinchillaLaw | None) -> ChinchillaLaw:

@@ -37,26 +37,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..units import SECONDS_PER_HOUR
+from ..validate import finite_array as _finite
 from .chinchilla import FLOPS_PER_PARAM_TOKEN, ChinchillaLaw, check_target_loss
 
 INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0  # forward pass only (Kaplan Eq. 2.1; Sardana §2)
-
-
-def _finite(value, field: str, *, minimum: float = 0.0, inclusive: bool = False,
-            maximum: float | None = None):
-    """value as a float array; InputError naming ``field`` and the allowed range otherwise."""
-    low = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-    rng = low if maximum is None else f"{low} and <= {maximum:g}"
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise InputError(field, f"must be a finite number {rng}, got {value!r}") from None
-    ok = np.isfinite(arr) & ((arr >= minimum) if inclusive else (arr > minimum))
-    if maximum is not None:
-        ok &= arr <= maximum
-    if not np.all(ok):
-        raise InputError(field, f"must be a finite number {rng}, got {value!r}")
-    return arr
 
 
 def _scalar_or_array(x):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..validate import positive_array as _positive
 
 # Kaplan Eq. 1.1 (converged, large D)
 ALPHA_N = 0.076
@@ -42,17 +43,6 @@ JOINT_N_C = 6.4e13
 JOINT_D_C = 1.8e13
 # Pearce & Song 2024 (§3 and their analysis script): N_total = N_nonemb + γ·N_nonemb^(1/3)
 PEARCE_SONG_GAMMA = 47491.0
-
-
-def _positive(value, field: str):
-    """value as a float array; InputError naming ``field`` unless every entry is finite and > 0."""
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise InputError(field, f"must be a finite number > 0, got {value!r}") from None
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise InputError(field, f"must be a finite number > 0, got {value!r}")
-    return arr
 
 
 def loss_from_params(nonembedding_params, alpha_N: float = ALPHA_N, N_c: float = N_C):

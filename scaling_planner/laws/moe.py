@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..validate import finite_array as _positive
 from .chinchilla import ChinchillaLaw
 
 EXPANSION_RATE = 64  # E, the paper's fixed expansion rate
@@ -79,19 +80,6 @@ def dense_law() -> ChinchillaLaw:
     )
 
 
-def _positive(value, field: str, minimum: float = 0.0, inclusive: bool = False):
-    """value as a float array; InputError naming ``field`` and the allowed range otherwise."""
-    rng = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise InputError(field, f"must be a finite number {rng}, got {value!r}") from None
-    ok = np.isfinite(arr) & ((arr >= minimum) if inclusive else (arr > minimum))
-    if not np.all(ok):
-        raise InputError(field, f"must be a finite number {rng}, got {value!r}")
-    return arr
-
-
 def loss(params, tokens, granularity, law: FineGrainedMoELaw = KRAJEWSKI2024_MOE):
     """L(N, D, G) = c + (g/G^γ + a)/N^α + b/D^β (Krajewski 2024, Eq. 9), vectorised.
 
@@ -99,7 +87,7 @@ def loss(params, tokens, granularity, law: FineGrainedMoELaw = KRAJEWSKI2024_MOE
     """
     N = _positive(params, "params")
     D = _positive(tokens, "tokens")
-    G = _positive(granularity, "granularity", 1.0, inclusive=True)
+    G = _positive(granularity, "granularity", minimum=1.0, inclusive=True)
     return law.c + (law.g / G**law.gamma + law.a) / N**law.alpha + law.b / D**law.beta
 
 
@@ -114,7 +102,7 @@ def total_params(d_model, n_blocks, expansion_rate=EXPANSION_RATE):
     per block, embeddings excluded (the setting of Krajewski 2024, Eq. 10)."""
     d = _positive(d_model, "d_model")
     n = _positive(n_blocks, "n_blocks")
-    E = _positive(expansion_rate, "expansion_rate", 1.0, inclusive=True)
+    E = _positive(expansion_rate, "expansion_rate", minimum=1.0, inclusive=True)
     return (8.0 * E + 4.0) * d**2 * n
 
 
@@ -130,8 +118,8 @@ def training_flops(d_model, n_blocks, tokens, granularity, expansion_rate=EXPANS
     d = _positive(d_model, "d_model")
     n = _positive(n_blocks, "n_blocks")
     D = _positive(tokens, "tokens")
-    G = _positive(granularity, "granularity", 1.0, inclusive=True)
-    E = _positive(expansion_rate, "expansion_rate", 1.0, inclusive=True)
+    G = _positive(granularity, "granularity", minimum=1.0, inclusive=True)
+    E = _positive(expansion_rate, "expansion_rate", minimum=1.0, inclusive=True)
     return (12.0 * d**2 * c_f + d * E * G * c_r) * D * n
 
 
@@ -171,8 +159,8 @@ def compute_optimal(
     from scipy.optimize import minimize_scalar
 
     F = float(_positive(compute_flops, "compute_flops"))
-    E = float(_positive(expansion_rate, "expansion_rate", 1.0, inclusive=True))
-    Gs = _positive(granularities, "granularities", 1.0, inclusive=True).ravel()
+    E = float(_positive(expansion_rate, "expansion_rate", minimum=1.0, inclusive=True))
+    Gs = _positive(granularities, "granularities", minimum=1.0, inclusive=True).ravel()
     if Gs.size == 0:
         raise InputError("granularities", "must list at least one granularity >= 1")
     k = float(_positive(d_model_per_block, "d_model_per_block"))

@@ -1,0 +1,172 @@
+"""Per-iteration serving model: KV cache, roofline prefill/decode, FasterTransformer 13B validation.
+
+Validation anchor (reference/performance_models.md §6, llm-analysis examples/fastertransformer): a
+13B GPT (40 layers, d 5120, 40 heads, FFN 20480, vocab 50272, tied embeddings) under
+FasterTransformer on one A100-SXM-40GB, 512-token context, batch 1: prefill 63.17 ms, decode 22.0 ms
+per token (kipp.ly). The model uses only the profile's priors and the stated defaults; the issue
+asks for 15 % on one device. TP=2 (45.45 / 13.5 ms) is reported with a looser band because TP
+launch/communication overheads are known to be under-modelled by analytical tools (llm-analysis is
+-27 % / -24 % there).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaling_planner.errors import InfeasibleError, InputError
+from scaling_planner.hardware.profiles import get_profile
+from scaling_planner.simulate.architecture import Architecture, get_arch
+from scaling_planner.simulate.serving import (
+    build_model,
+    compute_dtype,
+    experts_touched,
+    kv_cache_bytes_per_token,
+    smallest_fitting_tp,
+)
+
+FT13B = Architecture(
+    name="ft-13b", n_layers=40, d_model=5120, n_heads=40, n_kv_heads=40, head_dim=128, ffn_hidden=20480,
+    ffn_kind="gelu", vocab_size=50272, seq_len=2048, tied_embeddings=True, attention="mha",
+    source="llm-analysis model_configs/test-13b.json (kipp.ly FasterTransformer benchmark)",
+)
+
+# Qwen3-32B (HF config): head_dim 128 while d_model / n_heads = 5120 / 64 = 80.
+QWEN3_32B = Architecture(
+    name="qwen3-32b", n_layers=64, d_model=5120, n_heads=64, n_kv_heads=8, head_dim=128, ffn_hidden=25600,
+    ffn_kind="swiglu", vocab_size=151936, seq_len=4096, attention="gqa",
+)
+
+
+# --- KV cache ---------------------------------------------------------------------------------------
+
+def test_kv_llama3_70b_gqa():
+    # 2 (K,V) x 80 layers x 8 KV heads x 128 x 2 bytes = 327,680 B = 320 KiB per token (vLLM reports
+    # 0.3125 MiB/token); the MHA mistake (64 heads) would give 8x that.
+    a = get_arch("llama3-70b")
+    assert kv_cache_bytes_per_token(a, 2.0) == 327_680
+    assert kv_cache_bytes_per_token(a, 1.0) == 163_840  # fp8 cache
+    assert kv_cache_bytes_per_token(a, 2.0, tp=8) == 40_960  # one KV head per rank
+    # beyond 8 ranks the KV head is replicated, not split
+    assert kv_cache_bytes_per_token(a, 2.0, tp=16) == 40_960
+
+
+def test_kv_head_dim_not_width_over_heads():
+    # 2 x 64 x 8 x 128 x 2 = 262,144 B; using d_model/n_heads = 80 would give 163,840 B.
+    assert QWEN3_32B.head_dim != QWEN3_32B.d_model // QWEN3_32B.n_heads
+    assert kv_cache_bytes_per_token(QWEN3_32B, 2.0) == 262_144
+
+
+def test_kv_mla_caches_latent():
+    a = get_arch("deepseek-v3")
+    # 61 layers x (512 + 64) x 2 bytes = 70,272 B, the same on every TP rank
+    assert kv_cache_bytes_per_token(a, 2.0) == 61 * 576 * 2
+    assert kv_cache_bytes_per_token(a, 2.0, tp=8) == 61 * 576 * 2
+
+
+def test_max_batch_from_free_memory():
+    m = build_model(get_arch("llama3-70b"), get_profile("h100-sxm"), tp=4)
+    # 0.9 x 80 GiB per device minus 70.6e9 x 2 / 4 bytes of weights, over 81,920 B/token per device
+    free = 0.9 * 80 * 2**30 - get_arch("llama3-70b").params() * 2 / 4
+    assert m.kv_capacity_tokens == pytest.approx(free / 81_920, rel=1e-12)
+    seq = 4096
+    assert m.max_batch(seq, max_batch=10_000) == int((free / 81_920) // 16) // (seq // 16)
+
+
+# --- FasterTransformer 13B ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def a100():
+    return get_profile("a100-sxm-40gb")
+
+
+def _ft(a100, tp):
+    m = build_model(FT13B, a100, tp=tp)
+    prefill = float(m.prefill_time_s(512))
+    # 10 generated tokens after a 512-token prompt: contexts 513..521, mean step
+    decode = float(np.mean(m.decode_step_time_s(1, 512 + np.arange(1, 10))))
+    return prefill, decode
+
+
+def test_fastertransformer_13b_one_gpu(a100):
+    prefill, decode = _ft(a100, 1)
+    assert prefill == pytest.approx(63.17e-3, rel=0.15)
+    assert decode == pytest.approx(22.0e-3, rel=0.15)
+
+
+def test_fastertransformer_13b_two_gpus_band(a100):
+    # Known weakness shared with llm-analysis: TP=2 prefill is under-predicted (~ -29 %).
+    prefill, decode = _ft(a100, 2)
+    assert prefill == pytest.approx(45.45e-3, rel=0.35)
+    assert decode == pytest.approx(13.5e-3, rel=0.15)
+
+
+def test_decode_is_memory_bound_at_batch_one_and_compute_bound_at_large_batch(a100):
+    m = build_model(FT13B, a100)
+    t1 = float(m.decode_step_time_s(1, 512))
+    # weights 25.7 GB over 0.8 x 1555 GB/s = 20.6 ms dominate batch 1
+    assert t1 == pytest.approx(FT13B.params() * 2 / (0.8 * 1555e9), rel=0.12)
+    # a batch of 1024 one-token contexts is compute bound: 2 N b / (0.8 x 312 TFLOP/s)
+    tb = float(m.iteration_time_s(1024, 1024))
+    assert tb > 2 * FT13B.matmul_params_per_token() * 1024 / (0.8 * 312e12)
+
+
+def test_prefill_scales_with_tokens(a100):
+    m = build_model(FT13B, a100)
+    t = m.prefill_time_s(np.array([512, 1024, 2048]))
+    assert np.all(np.diff(t) > 0)
+    # compute-bound: doubling the prompt roughly doubles the time (plus the quadratic attention)
+    assert 1.9 < t[2] / t[1] < 2.3
+
+
+# --- precision, TP, MoE -----------------------------------------------------------------------------------
+
+def test_precision_changes_weights_and_compute_dtype():
+    h100, a100 = get_profile("h100-sxm"), get_profile("a100-sxm-40gb")
+    a = get_arch("llama3-8b")
+    assert compute_dtype(h100, "fp8") == "fp8"
+    assert compute_dtype(a100, "fp8") == "bf16"  # weight-only on Ampere
+    assert compute_dtype(h100, "int4") == "bf16"  # W4A16
+    m16 = build_model(a, h100, precision="bf16")
+    m4 = build_model(a, h100, precision="int4")
+    m8 = build_model(a, h100, precision="fp8")
+    assert m4.weight_bytes_per_device == pytest.approx(m16.weight_bytes_per_device / 4)
+    assert m8.kv_precision == "fp8" and m8.kv_bytes_per_token == m16.kv_bytes_per_token / 2
+    assert m4.kv_precision == "bf16"
+    # batch-1 decode is weight-streaming bound: int4 is much faster
+    assert float(m4.decode_step_time_s(1, 1000)) < 0.45 * float(m16.decode_step_time_s(1, 1000))
+    assert m8.flops_per_s == pytest.approx(2 * m16.flops_per_s)
+
+
+def test_bad_precision():
+    with pytest.raises(InputError, match="precision"):
+        build_model(get_arch("llama3-8b"), get_profile("h100-sxm"), precision="fp4")
+
+
+def test_tensor_parallel_needed_and_collective_cost():
+    h100 = get_profile("h100-sxm")
+    a = get_arch("llama3-70b")
+    # 141 GB = 131 GiB of bf16 weights: more than 0.9 x 80 GiB, less than 2 x 72 GiB
+    assert smallest_fitting_tp(a, h100, 2048) == 2
+    assert smallest_fitting_tp(a, h100, 2048, precision="fp8") == 1  # 65.8 GiB
+    m1 = build_model(get_arch("llama3-8b"), h100, tp=1)
+    m2 = build_model(get_arch("llama3-8b"), h100, tp=2)
+    assert float(m1.tp_comm_time_s(1)) == 0.0
+    # two all-reduces per layer, each at least the link latency
+    assert float(m2.tp_comm_time_s(1)) >= 2 * 32 * 8e-6
+
+
+def test_model_that_fits_nothing():
+    big = get_arch("llama3-405b")
+    with pytest.raises(InfeasibleError, match="does not fit"):
+        smallest_fitting_tp(big, get_profile("a10g"), 4096, max_tp=8)
+
+
+def test_moe_reads_only_routed_experts():
+    m = build_model(get_arch("mixtral-8x7b"), get_profile("h100-sxm"), tp=2)
+    assert experts_touched(8, 2, 1) == pytest.approx(2.0)
+    assert float(experts_touched(8, 2, 64)) == pytest.approx(8.0, rel=1e-6)
+    w1 = float(m.weights_read_bytes(1))
+    w64 = float(m.weights_read_bytes(64))
+    assert w1 < 0.45 * w64  # batch 1 reads 2 of 8 experts
+    assert w64 == pytest.approx(m.weight_bytes_per_device, rel=0.02)

@@ -9,38 +9,31 @@ from collections.abc import Sequence
 from ..units import parse_positive, parse_quantity
 
 
-def positive(field: str, *, allow_dollar: bool = False):
-    """An argparse ``type`` for a strictly positive quantity (1e22, 2.5T, $1.2M)."""
+def _argument_type(parse, field: str):
+    """An argparse ``type`` from a parser that raises InputError: the error becomes a usage error."""
 
-    def convert(text: str) -> float:
+    def convert(text: str):
+        import argparse
+
         from ..errors import InputError
 
         try:
-            return parse_positive(text, field, allow_dollar=allow_dollar)
+            return parse(text)
         except InputError as exc:
-            import argparse
-
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     convert.__name__ = field
     return convert
+
+
+def positive(field: str, *, allow_dollar: bool = False):
+    """An argparse ``type`` for a strictly positive quantity (1e22, 2.5T, $1.2M)."""
+    return _argument_type(lambda text: parse_positive(text, field, allow_dollar=allow_dollar), field)
 
 
 def quantity(field: str):
     """An argparse ``type`` for any finite quantity."""
-
-    def convert(text: str) -> float:
-        from ..errors import InputError
-
-        try:
-            return parse_quantity(text, field)
-        except InputError as exc:
-            import argparse
-
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = field
-    return convert
+    return _argument_type(lambda text: parse_quantity(text, field), field)
 
 
 def positive_int(field: str):

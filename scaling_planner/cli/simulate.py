@@ -36,6 +36,13 @@ def register(subparsers) -> None:
     parser.add_argument("--dp-overlap", type=float, default=None, metavar="FRACTION",
                         help="share of the DP gradient reduction hidden behind backward (default 0.8)")
     parser.add_argument("--no-flash-attention", action="store_true", help="model an unfused attention core")
+    parser.add_argument("--pue", type=positive("pue"), help="data-centre PUE (default 1.2, BLOOM's Jean Zay)")
+    parser.add_argument("--grid-co2", type=positive("grid-co2"), metavar="KG_PER_KWH",
+                        help="grid carbon intensity in kg CO2 per kWh (default 0.429, US average)")
+    parser.add_argument("--interruptions-per-gpu-hour", type=positive("interruptions-per-gpu-hour"), metavar="RATE",
+                        help="job interruptions per device-hour (default 1.97e-5, Llama 3 405B)")
+    parser.add_argument("--checkpoint-write-gbps", type=positive("checkpoint-write-gbps"), metavar="GB_PER_S",
+                        help="aggregate checkpoint write bandwidth in GB/s (default 63, BLOOM)")
     parser.add_argument("--top", type=positive_int("top"), default=5, help="how many runner-up layouts to show")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=run)
@@ -70,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, price_usd_per_hour=args.price, measured_mfu=args.measured_mfu,
         measured_matmul_flops_per_s=None if args.measured_tflops is None else args.measured_tflops * 1e12,
         dp_overlap=overlap, flash_attention=not args.no_flash_attention, top=args.top,
+        energy_options={k: v for k, v in (("pue", args.pue), ("grid_kg_co2_per_kwh", args.grid_co2))
+                        if v is not None},
+        reliability_options={k: v for k, v in (
+            ("interruptions_per_device_hour", args.interruptions_per_gpu_hour),
+            ("storage_write_bytes_per_s", None if args.checkpoint_write_gbps is None
+             else args.checkpoint_write_gbps * 1e9)) if v is not None},
     )
     if args.json:
         print_json(result)

@@ -343,8 +343,13 @@ def simulate_training(
     global_batch: int | None = None, precision: str = "bf16", price_usd_per_hour: float | None = None,
     measured_mfu: float | None = None, measured_matmul_flops_per_s: float | None = None,
     dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True, top: int = 5,
+    energy_options: dict | None = None, reliability_options: dict | None = None,
 ):
     """Best layout for training ``arch`` on ``tokens`` with ``n_devices`` of ``profile``; a SimulationResult.
+
+    ``energy_options`` go to :func:`energy.training_energy_cost` (pue, grid_kg_co2_per_kwh,
+    host_w_per_device, utilization) and ``reliability_options`` to :func:`reliability.goodput`
+    (interruptions_per_device_hour, storage_write_bytes_per_s, restart_s).
 
     Raises InputError for bad input and InfeasibleError (with what fails and by how much) when no
     layout fits.
@@ -439,7 +444,7 @@ def simulate_training(
     steps = float(tokens) / tokens_per_step
     ideal_s = steps * step_s
     params_total = arch.params() if params is None else float(params)
-    gp = goodput(ideal_s, n_devices, float(checkpoint_bytes(params_total)))
+    gp = goodput(ideal_s, n_devices, float(checkpoint_bytes(params_total)), **(reliability_options or {}))
     wall_s = float(gp.wall_clock_s)
     if price_usd_per_hour is None:
         price = float(profile.price_usd_per_hour)
@@ -448,7 +453,7 @@ def simulate_training(
         price = float(price_usd_per_hour)
         price_source = "--price"
     ec = training_energy_cost(n_devices, wall_s, float(profile.tdp_w), price,
-                              idle_w=getattr(profile, "idle_w", None))
+                              idle_w=getattr(profile, "idle_w", None), **(energy_options or {}))
     flops_per_token = arch.megatron_flops_per_token()
     tb = TimeBreakdown(**{k: (step_s if k == "total" else st[k]) for k in TimeBreakdown.model_fields})
     mb = MemoryBreakdown(**{k: mem[k] for k in MemoryBreakdown.model_fields if k != "capacity"},

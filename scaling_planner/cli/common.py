@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 
@@ -70,16 +71,22 @@ def _default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+_NUMERIC_CELL = re.compile(r"^[-+$~]?[\d.,]+(?:e[-+]?\d+)?\s*[%A-Za-z/]{0,8}$|^-$|^$")
+
+
 def table(rows: Sequence[Sequence[object]], header: Sequence[str] | None = None, indent: str = "  ") -> str:
-    """A plain aligned text table (first column left-aligned, the rest right-aligned)."""
-    cells = [[str(c) for c in row] for row in ([header] if header else []) + [list(r) for r in rows]]
+    """A plain aligned text table: the first column and text columns left-aligned, numbers right-aligned."""
+    body = [[str(c) for c in r] for r in rows]
+    cells = ([[str(h) for h in header]] if header else []) + body
     if not cells:
         return ""
-    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(max(map(len, cells)))]
+    ncols = max(map(len, cells))
+    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(ncols)]
+    numeric = [i > 0 and all(_NUMERIC_CELL.match(row[i]) for row in body if i < len(row)) for i in range(ncols)]
     lines = []
     for k, row in enumerate(cells):
-        parts = [row[0].ljust(widths[0])] + [c.rjust(widths[i + 1]) for i, c in enumerate(row[1:])]
-        lines.append(indent + "  ".join(parts).rstrip())
+        parts = [c.rjust(widths[i]) if numeric[i] else c.ljust(widths[i]) for i, c in enumerate(row)]
+        lines.append((indent + "  ".join(parts)).rstrip())
         if header and k == 0:
             lines.append((indent + "  ".join("-" * w for w in widths)).rstrip())
     return "\n".join(lines)

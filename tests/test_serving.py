@@ -170,3 +170,88 @@ def test_moe_reads_only_routed_experts():
     w64 = float(m.weights_read_bytes(64))
     assert w1 < 0.45 * w64  # batch 1 reads 2 of 8 experts
     assert w64 == pytest.approx(m.weight_bytes_per_device, rel=0.02)
+
+
+# --- capacity ---------------------------------------------------------------------------------------------
+
+from scaling_planner.simulate.serving import (  # noqa: E402
+    analytic_batch_at,
+    analytic_curve,
+    fixed_estimate,
+    serving_capacity,
+)
+from scaling_planner.simulate.serving_sim import poisson_workload, simulate  # noqa: E402
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])
+def test_analytic_and_simulation_agree_at_moderate_load(fraction):
+    # The fixed point (mean batch, mean TPOT) against the event simulation at 30-70 % of the
+    # saturation load; the issue asks for 10 %. (Measured: 2-3 %.)
+    m = build_model(get_arch("llama3-8b"), get_profile("h100-sxm"))
+    bmax = m.max_batch(1024 + 256)
+    lam = fraction * float(analytic_curve(m, 1024, 256, bmax)[0])
+    B, tpot = analytic_batch_at(m, 1024, 256, lam, bmax)
+    s = simulate(m, poisson_workload(lam, 4000, 1024, 256, seed=1)).summary()
+    assert s["mean_batch"] == pytest.approx(B, rel=0.10)
+    assert s["tpot_s"]["mean"] == pytest.approx(tpot, rel=0.10)
+
+
+def test_capacity_plan_llama3_70b():
+    plan = serving_capacity(get_arch("llama3-70b"), get_profile("h100-sxm"), tokens_per_day=1e10)
+    # 1e10 tokens/day of 1024 + 256 tokens = 90.4 queries/s mean, 180.8 at the 2x peak
+    assert plan.demand.mean_qps == pytest.approx(1e10 / 86400 / 1280)
+    assert plan.devices == plan.replicas * plan.tensor_parallel
+    assert plan.replicas * plan.max_qps_per_replica >= plan.demand.peak_qps
+    assert (plan.replicas - 1) * plan.max_qps_per_replica < plan.demand.peak_qps
+    # simulated p99 at the planned load meets the SLO
+    assert plan.latency_at_peak.ttft_s.p99 <= 2.0 and plan.latency_at_peak.tpot_s.p99 <= 0.2
+    # simulated and analytic capacities of the chosen degree agree within 10 %
+    chosen = next(o for o in plan.options if o.tensor_parallel == plan.tensor_parallel)
+    assert chosen.simulated_max_qps == pytest.approx(chosen.analytic_max_qps, rel=0.10)
+    assert plan.cost_usd_per_day == pytest.approx(plan.devices * 4.916 * 24)
+    assert plan.cost_usd_per_million_tokens == pytest.approx(plan.cost_usd_per_day / 1e4)
+    assert plan.energy_kwh_per_day > 0 and plan.energy_j_per_token > 0
+
+
+def test_tighter_slo_needs_more_devices():
+    a, p = get_arch("llama3-8b"), get_profile("h100-sxm")
+    loose = serving_capacity(a, p, qps=50, p99_tpot_s=0.2, simulate=False)
+    tight = serving_capacity(a, p, qps=50, p99_tpot_s=0.012, simulate=False)
+    assert tight.devices > loose.devices
+
+
+def test_unmeetable_slo_reports_best_latency():
+    with pytest.raises(InfeasibleError, match=r"best reachable at no load: TTFT .* TPOT"):
+        serving_capacity(get_arch("llama3-70b"), get_profile("h100-sxm"), qps=1, p99_tpot_s=1e-4)
+
+
+def test_bad_demand():
+    a, p = get_arch("llama3-8b"), get_profile("h100-sxm")
+    with pytest.raises(InputError, match="tokens_per_day"):
+        serving_capacity(a, p, tokens_per_day=-1)
+    with pytest.raises(InputError, match="qps"):
+        serving_capacity(a, p, qps=0)
+    with pytest.raises(InputError, match="demand"):
+        serving_capacity(a, p, qps=1, tokens_per_day=1e9)
+
+
+def test_reasoning_budget_multiplies_decode_cost():
+    a, p = get_arch("llama3-8b"), get_profile("h100-sxm")
+    plan = serving_capacity(a, p, qps=20, thinking_tokens=1024, samples=4, single_sample_accuracy=0.3,
+                            simulate=False)
+    ttc = plan.test_time_compute
+    assert ttc.decode_multiplier == pytest.approx(4 * (256 + 1024) / 256)
+    assert ttc.devices_with > ttc.devices_without
+    assert ttc.extra_cost_usd_per_day > 0
+    assert ttc.pass_at_k == pytest.approx(1 - 0.7**4)
+
+
+def test_fixed_estimate_matches_iteration_model():
+    a, p = get_arch("llama3-8b"), get_profile("h100-sxm")
+    est = fixed_estimate(a, p, gpus=1, batch_size=8, prompt_tokens=512, output_tokens=128)
+    m = build_model(a, p)
+    assert est.ttft_s == pytest.approx(float(m.prefill_time_s(512, 8)))
+    assert est.throughput_output_tokens_per_s == pytest.approx(8 * 128 / (est.ttft_s + 127 * est.tpot_s))
+    assert est.throughput_total_tokens_per_s_per_device == est.throughput_total_tokens_per_s
+    with pytest.raises(InfeasibleError, match="GiB more than"):
+        fixed_estimate(get_arch("llama3-70b"), p, gpus=1, batch_size=1, prompt_tokens=512, output_tokens=128)

@@ -1,49 +1,114 @@
-"""``planner recommend``: from a target loss or a budget to the model to train."""
+"""``planner recommend``: from a target loss, a budget or a fixed cluster to the model to train and
+what training it costs on real GPUs (the law picks N and D, the training simulator the layout)."""
 
 from __future__ import annotations
 
-from .common import positive
+from .common import positive, positive_int
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "recommend",
-        help="the model size and tokens for a target loss or a compute budget",
-        description="Recommend the compute-optimal model (Hoffmann 2022 Eq. 4) for a target loss or a FLOP budget.",
+        help="the model, GPUs, time and cost for a target loss, a budget or a fixed cluster",
+        description="Plan a training run: the compute-optimal model (Hoffmann 2022 Eq. 4) for a target loss, "
+        "a FLOP / dollar / GPU-hour budget, or a fixed cluster and deadline, simulated on real GPUs "
+        "(layout, MFU, wall-clock, GPU-hours, cost, energy), with alternatives and the law's uncertainty.",
     )
-    goal = p.add_mutually_exclusive_group(required=True)
+    goal = p.add_mutually_exclusive_group()
     goal.add_argument("--target-loss", type=positive("target_loss"), metavar="L",
                       help="the cheapest model that reaches this loss (nats/token)")
     goal.add_argument("--budget-flops", type=positive("budget_flops"), metavar="C",
                       help="the lowest loss this many training FLOPs buy (1e22, 5.76e23)")
+    goal.add_argument("--budget-usd", type=positive("budget_usd", allow_dollar=True), metavar="X",
+                      help="the lowest loss this many dollars buy ($2M, 2e6)")
+    goal.add_argument("--gpu-hours", type=positive("gpu_hours"), metavar="H",
+                      help="the lowest loss this many GPU-hours buy (1e6, 500k)")
+    p.add_argument("--gpus", type=positive_int("gpus"), metavar="G",
+                   help="a fixed GPU count (default: the smallest power-of-two multiple of a node that finishes "
+                        "within the deadline, 90 days unless --deadline-days); with --deadline-days and no other "
+                        "objective: the best model G GPUs train in time")
+    p.add_argument("--deadline-days", type=positive("deadline_days"), metavar="T",
+                   help="wall-clock limit in days (a fixed cluster's objective, or a constraint)")
+    p.add_argument("--gpu", metavar="PROFILE", default="h100-sxm", help="hardware profile (default h100-sxm)")
+    p.add_argument("--price", type=positive("price", allow_dollar=True), metavar="USD_PER_GPU_HOUR",
+                   help="price per GPU-hour (default: the profile's dated price)")
+    p.add_argument("--mfu", type=positive("mfu"), metavar="FRACTION",
+                   help="a measured MFU (0-1) replacing the simulator's (provenance 'measured')")
+    p.add_argument("--inference-tokens", type=positive("inference_tokens"), metavar="T",
+                   help="lifetime tokens served: adds the inference-optimal model (Sardana 2024) and lifetime cost")
     p.add_argument("--law", metavar="NAME", help="scaling law preset (default besiroglu2024; see planner law list)")
     p.add_argument("--law-file", metavar="FIT.json", help="a law fitted by planner fit --out")
+    p.add_argument("--explain", action="store_true", help="print the arithmetic with the numbers put in")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, _recommend_parser=p)
+
+
+def usage_error(args, message: str):
+    """A usage error: one line on stderr, exit 2 (argparse's SystemExit), like a missing flag."""
+    parser = getattr(args, "_recommend_parser", None)
+    if parser is None:
+        from ..errors import InputError
+
+        raise InputError("usage", message)
+    parser.error(message)
 
 
 def run(args) -> int:
+    if args.target_loss is None and args.budget_flops is None and args.budget_usd is None \
+            and args.gpu_hours is None and not (args.gpus is not None and args.deadline_days is not None):
+        extra = " (--gpus alone is not an objective)" if args.gpus is not None else \
+            " (--deadline-days alone needs --gpus G)" if args.deadline_days is not None else ""
+        usage_error(args, "give one of --target-loss, --budget-flops, --budget-usd, --gpu-hours, "
+                          f"or a fixed cluster --gpus G --deadline-days T{extra}")
+    if args.mfu is not None and args.mfu > 1:
+        usage_error(args, f"--mfu: must be a fraction in (0, 1], got {args.mfu:g}")
+
     from ..laws.presets import resolve_law
-    from ..planner import recommend
+    from ..planner import explain_lines, recommend
     from .common import print_json
 
     law = resolve_law(args.law, args.law_file)
-    rec = recommend(law, target_loss=args.target_loss, budget_flops=args.budget_flops)
+    rec = recommend(law, target_loss=args.target_loss, budget_flops=args.budget_flops, budget_usd=args.budget_usd,
+                    budget_gpu_hours=args.gpu_hours, gpus=args.gpus, deadline_days=args.deadline_days,
+                    gpu=args.gpu, price_usd_per_hour=args.price, mfu=args.mfu,
+                    inference_tokens=args.inference_tokens)
     if args.json:
         print_json(rec)
-    else:
-        print(render(rec))
+        return 0
+    print(render(rec))
+    if args.explain:
+        print("\nThe arithmetic")
+        print("\n".join(f"  {line}" for line in explain_lines(rec)))
     return 0
 
 
+def _goal(rec) -> str:
+    from ..units import format_usd
+
+    if rec.objective == "target_loss":
+        return f"target loss {rec.target_loss:g}"
+    if rec.objective == "budget_flops":
+        return f"budget {rec.budget_flops:.3g} FLOPs"
+    if rec.objective == "budget_usd":
+        return f"budget {format_usd(rec.budget_usd)}"
+    if rec.objective == "budget_gpu_hours":
+        return f"budget {rec.budget_gpu_hours:.3g} GPU-hours"
+    return f"{rec.training.gpus} GPUs within {rec.deadline_days:g} days"
+
+
+def _lay(lay: dict) -> str:
+    ep = f" EP{lay['ep']}" if lay.get("ep", 1) > 1 else ""
+    il = f" v{lay['interleave']}" if lay["interleave"] > 1 else ""
+    return (f"TP{lay['tp']} PP{lay['pp']}{il} DP{lay['dp']}{ep} mb{lay['micro_batch']}x{lay['micro_batches']} "
+            f"{lay['recompute']} ZeRO-{lay['zero_stage']}")
+
+
 def render(rec) -> str:
-    from ..units import format_si
+    from ..units import format_si, format_usd
     from .common import table
 
     m, law = rec.model, rec.law
-    goal = (f"target loss {rec.target_loss:g}" if rec.objective == "target_loss"
-            else f"budget {rec.budget_flops:.3g} FLOPs")
-    lines = [f"Compute-optimal plan for {goal}, law {law.name} "
+    lines = [f"Compute-optimal plan for {_goal(rec)}, law {law.name} "
              f"(E={law.E:.4g}, A={law.A:.4g}, B={law.B:.4g}, alpha={law.alpha:.4g}, beta={law.beta:.4g})"]
     u = rec.uncertainty
     rows = [
@@ -58,10 +123,46 @@ def render(rec) -> str:
         [f"N within {100 * m.near_optimal_rel_tol:g}% of min loss",
          f"{format_si(m.params_near_optimal_low)} .. {format_si(m.params_near_optimal_high)}", ""],
     ]
+    t = rec.training
+    if t is not None:
+        rows += [
+            ["GPUs", f"{t.gpus} x {t.gpu}", ""],
+            ["layout", _lay(t.layout), ""],
+            ["MFU (model FLOPs)", f"{t.mfu:.1%} ({t.mfu_provenance})", ""],
+            ["wall-clock", f"{t.wall_clock_days:.1f} days",
+             f"{u.wall_clock_days.p10:.1f} .. {u.wall_clock_days.p90:.1f}" if u and u.wall_clock_days else ""],
+            ["GPU-hours", format_si(t.gpu_hours),
+             f"{format_si(u.gpu_hours.p10)} .. {format_si(u.gpu_hours.p90)}" if u and u.gpu_hours else ""],
+            ["cost", f"{format_usd(t.cost_usd)} at ${t.price_usd_per_gpu_hour:.2f}/GPU-h",
+             f"{format_usd(u.cost_usd.p10)} .. {format_usd(u.cost_usd.p90)}" if u and u.cost_usd else ""],
+            ["energy", f"{format_si(t.energy_kwh)} kWh, {format_si(t.co2_kg)} kg CO2", ""],
+        ]
     lines.append(table(rows, ["", "plan", "P10 .. P90 over the law's spread" if u else ""]))
+    if t is not None:
+        lines.append(f"  GPU count: {t.gpus_source}")
     if u and u.probability_target_met is not None:
         lines.append(f"\n  Probability that N, D above reach the target under the law's spread: "
-                     f"{100 * u.probability_target_met:.0f}% ({u.draws} bootstrap draws)")
+                     f"{100 * u.probability_target_met:.0f}% ({u.draws} bootstrap draws); that the target is "
+                     f"reached within the planned compute: {100 * u.probability_within_budget:.0f}%")
+        if u.scaling_note:
+            lines.append(f"  ({u.scaling_note})")
+    if rec.alternatives:
+        lifetime = rec.inference_tokens is not None
+        head = ["alternative", "N", "D", "D/N", "C FLOPs", "GPU-h", "cost"] + (["lifetime $"] if lifetime else [])
+        body = []
+        for a in rec.alternatives:
+            if a.tokens is None:
+                body.append([a.name, format_si(a.params), "-", "-", "-", "-", a.note] + ([""] if lifetime else []))
+                continue
+            row = [a.name, format_si(a.params), format_si(a.tokens), f"{a.tokens_per_param:.0f}",
+                   f"{a.compute_flops:.3g}", format_si(a.gpu_hours) if a.gpu_hours is not None else "-",
+                   format_usd(a.cost_usd) if a.cost_usd is not None else (a.note or "-")]
+            if lifetime:
+                row.append(format_usd(a.lifetime_cost_usd) if a.lifetime_cost_usd is not None else "-")
+            body.append(row)
+        lines.append(f"\nAlternatives at loss {rec.alternatives[0].loss:.4f}"
+                     + (f" on the same {t.gpus} GPUs" if t is not None else ""))
+        lines.append(table(body, head))
     for note in rec.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)

@@ -255,3 +255,49 @@ def test_fixed_estimate_matches_iteration_model():
     assert est.throughput_total_tokens_per_s_per_device == est.throughput_total_tokens_per_s
     with pytest.raises(InfeasibleError, match="GiB more than"):
         fixed_estimate(get_arch("llama3-70b"), p, gpus=1, batch_size=1, prompt_tokens=512, output_tokens=128)
+
+
+# --- CLI ------------------------------------------------------------------------------------------------------
+
+import json  # noqa: E402
+
+from scaling_planner.cli import main  # noqa: E402
+
+
+def test_cli_contract_json(capsys):
+    code = main(["serve", "--arch", "llama3-70b", "--gpu", "h100-sxm", "--tokens-per-day", "1e10", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    assert data["devices"] == data["replicas"] * data["tensor_parallel"] > 0
+    assert data["assumptions"]["hbm_fraction"] == 0.8
+
+
+@pytest.mark.parametrize("argv, code, needle", [
+    (["--params", "7e9", "--gpu", "h100-sxm", "--tokens-per-day", "-1"], 2, "tokens_per_day"),
+    (["--params", "7e9", "--gpu", "h100-sxm", "--qps", "0"], 2, "qps"),
+    (["--params", "7e9", "--gpu", "h100-sxm"], 2, "demand"),
+    (["--arch", "llama3-70b", "--gpu", "h100-sxm", "--qps", "3", "--p99-tpot", "0.001"], 3, "best reachable"),
+    (["--arch", "llama3-405b", "--gpu", "a10g", "--gpus", "1", "--batch-size", "1"], 3, "GiB more than"),
+    (["--params", "7e9", "--gpu", "no-such-gpu", "--qps", "1"], 2, "no-such-gpu"),
+])
+def test_cli_bad_input_one_line(capsys, argv, code, needle):
+    with_exit = None
+    try:
+        rc = main(["serve", *argv])
+    except SystemExit as exc:  # argparse type errors exit from the parser
+        with_exit = exc.code
+        rc = with_exit
+    out, err = capsys.readouterr()
+    assert rc == code
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err
+
+
+def test_cli_fixed_configuration(capsys):
+    code = main(["serve", "--arch", "llama3-8b", "--gpu", "h100-sxm", "--gpus", "1", "--batch-size", "4",
+                 "--prompt-tokens", "512", "--output-tokens", "64", "--precision", "fp8", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["precision"] == "fp8" and data["tpot_s"] > 0
+    assert data["throughput_total_tokens_per_s_per_device"] == data["throughput_total_tokens_per_s"]

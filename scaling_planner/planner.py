@@ -412,7 +412,17 @@ def recommend(
         C = float(compute_for_loss(law, target_loss))
         if not math.isfinite(C):
             raise InputError("target_loss", f"{target_loss:g} is out of reach of law {law.name!r}")
+        if C > MAX_COMPUTE_FLOPS:
+            raise InfeasibleError(
+                f"target loss {target_loss:g} needs {C:.3g} FLOPs under law {law.name!r}, beyond the "
+                f"{MAX_COMPUTE_FLOPS:.0e} FLOPs the planner sizes; the lowest target in range is "
+                f"{float(frontier_loss(law, MAX_COMPUTE_FLOPS)):.4f}")
     elif objective == "budget_flops":
+        if budget_flops < MIN_COMPUTE_FLOPS:
+            raise InfeasibleError(
+                f"budget_flops {budget_flops:.4g} FLOPs is too small for any model: the smallest run the planner "
+                f"sizes needs {MIN_COMPUTE_FLOPS:.0e} FLOPs "
+                f"({float(optimal_params(law, MIN_COMPUTE_FLOPS)) / 1e6:.0f}M params); give at least that")
         C = budget_flops
     else:
         if objective == "budget_usd":

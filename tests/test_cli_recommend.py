@@ -1,0 +1,168 @@
+"""``planner recommend``: the JSON contract, the acceptance checks, --explain re-done by hand, exit codes."""
+
+import contextlib
+import io
+import json
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scaling_planner.cli import main
+from scaling_planner.laws.presets import get_law
+
+
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_json_contract_fields():
+    code, out, err = run("recommend", "--target-loss", "2.0", "--json")
+    assert code == 0 and err == ""
+    doc = json.loads(out)
+    assert doc["compute_flops"] > 0
+    for k in ("params", "tokens"):
+        assert doc["model"][k] > 0
+    for k in ("gpu_hours", "wall_clock_days", "mfu", "cost_usd", "energy_kwh"):
+        assert doc["training"][k] > 0
+    assert doc["training"]["mfu_provenance"] == "profile default"
+    for k in ("compute_flops", "wall_clock_days", "cost_usd"):
+        b = doc["uncertainty"][k]
+        assert b["p10"] < b["p50"] < b["p90"]
+    assert 0 <= doc["uncertainty"]["probability_within_budget"] <= 1
+    assert [a["name"] for a in doc["alternatives"]][:2] == ["compute-optimal", "over-trained 2x smaller"]
+
+
+def test_acceptance_target_loss_matches_the_closed_form():
+    code, out, _ = run("recommend", "--target-loss", "2.0", "--law", "besiroglu2024", "--json")
+    doc = json.loads(out)
+    law = get_law("besiroglu2024")
+    assert code == 0
+    assert doc["compute_flops"] == pytest.approx(float(law.compute_for_loss(2.0)), rel=1e-12)
+
+
+def test_acceptance_chinchilla_budget():
+    code, out, _ = run("recommend", "--budget-flops", "5.76e23", "--json")
+    m = json.loads(out)["model"]
+    assert code == 0
+    assert 55e9 < m["params"] < 90e9 and 1.0e12 < m["tokens"] < 1.8e12
+    assert 18 <= m["tokens_per_param"] <= 26
+
+
+NUM = r"([0-9][0-9.e+\-]*)"
+
+
+def _grab(pattern, text):
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not in explain output:\n{text}"
+    return [float(g) for g in m.groups()]
+
+
+def test_acceptance_explain_lets_a_reader_verify_the_plan():
+    code, out, _ = run("recommend", "--budget-flops", "1e22", "--gpus", "64", "--gpu", "h100-sxm", "--explain")
+    assert code == 0
+    text = out.split("The arithmetic", 1)[1]
+    N, D, C = _grab(rf"C = 6·N·D = 6 × {NUM} params × {NUM} tokens = {NUM} FLOPs", text)
+    assert C == pytest.approx(1e22, rel=1e-6) and 6 * N * D == pytest.approx(C, rel=1e-5)
+    F, G, peak, mfu, ideal = _grab(rf"= {NUM} FLOPs / \({NUM} × {NUM} FLOP/s × {NUM}\) = {NUM} s", text)
+    assert G == 64 and peak == pytest.approx(989.5e12, rel=1e-6)
+    assert F / (G * peak * mfu) == pytest.approx(ideal, rel=1e-5)
+    ideal2, goodput, wall_s, wall_d = _grab(
+        rf"wall-clock = ideal time / goodput = {NUM} s / {NUM} = {NUM} s = {NUM} days", text)
+    assert ideal2 == ideal and ideal / goodput == pytest.approx(wall_s, rel=1e-5)
+    assert wall_s / 86400 == pytest.approx(wall_d, rel=1e-5)
+    G2, hours, gpuh = _grab(rf"GPU-hours = GPUs × wall-clock hours = {NUM} × {NUM} h = {NUM} GPU-h", text)
+    assert G2 == G and hours == pytest.approx(wall_d * 24, rel=1e-5) and G * hours == pytest.approx(gpuh, rel=1e-5)
+    gpuh2, price, cost = _grab(rf"cost = GPU-hours × price = {NUM} GPU-h × \${NUM}/GPU-h = \${NUM}", text)
+    assert gpuh2 == gpuh and gpuh * price == pytest.approx(cost, rel=1e-4)
+    gpuh3, dev_w, host_w, pue, kwh = _grab(rf"= {NUM} × \({NUM} \+ {NUM}\) W × {NUM} / 1000 = {NUM} kWh", text)
+    assert gpuh3 == gpuh and gpuh * (dev_w + host_w) * pue / 1000 == pytest.approx(kwh, rel=1e-5)
+    # and the same numbers are what --json reports
+    doc = json.loads(run("recommend", "--budget-flops", "1e22", "--gpus", "64", "--json")[1])
+    t = doc["training"]
+    assert t["gpu_hours"] == pytest.approx(gpuh, rel=1e-5) and t["cost_usd"] == pytest.approx(cost, rel=1e-5)
+    assert t["energy_kwh"] == pytest.approx(kwh, rel=1e-5) and t["wall_clock_days"] == pytest.approx(wall_d, rel=1e-5)
+    assert t["mfu"] == pytest.approx(mfu, rel=1e-5) and doc["model"]["params"] == pytest.approx(N, rel=1e-6)
+
+
+def test_table_shows_plan_alternatives_and_gpu_choice():
+    code, out, _ = run("recommend", "--target-loss", "2.0", "--inference-tokens", "1e13")
+    assert code == 0
+    for text in ("model size N", "P10 .. P90", "wall-clock", "GPU count: chosen", "Alternatives",
+                 "inference-optimal", "lifetime $", "assumed MFU"):
+        assert text in out
+
+
+@pytest.mark.parametrize(("argv", "text"), [
+    (["--budget-usd", "$3M"], '"budget_usd"'),
+    (["--gpu-hours", "2e5", "--price", "2.0"], '"gpu_hours"'),
+    (["--gpus", "128", "--deadline-days", "20"], '"objective": "deadline"'),
+    (["--target-loss", "2.1", "--mfu", "0.35"], '"mfu_provenance": "measured"'),
+    (["--target-loss", "2.1", "--gpu", "a100-sxm-80gb"], '"gpu": "a100-sxm-80gb"'),
+])
+def test_objectives_and_flags(argv, text):
+    code, out, err = run("recommend", *argv, "--json")
+    assert code == 0 and err == ""
+    assert text in out
+    doc = json.loads(out)
+    assert doc["training"]["cost_usd"] > 0
+
+
+@pytest.mark.parametrize(("argv", "code", "text"), [
+    (["--target-loss", "1.5"], 2, "irreducible loss E = 1.8169 of law 'besiroglu2024'"),
+    (["--target-loss", "1.81"], 2, "irreducible"),
+    (["--target-loss", "1.817"], 3, "lowest target in range"),
+    (["--budget-usd", "1"], 3, "too small for any model"),
+    (["--gpu-hours", "0.01"], 3, "too small for any model"),
+    (["--budget-flops", "1e10"], 3, "too small for any model"),
+    (["--gpus", "8", "--deadline-days", "0.0001"], 3, "too small for any model"),
+    (["--target-loss", "2.0", "--gpus", "64", "--deadline-days", "1"], 3, "deadline"),
+    (["--target-loss", "2.0", "--gpus", "12"], 2, "multiple of the 8 devices"),
+    (["--target-loss", "2.0", "--gpu", "no-such-gpu"], 2, "unknown hardware profile"),
+    (["--target-loss", "1.9", "--gpus", "8"], 3, "does not fit"),
+])
+def test_bad_or_infeasible_requests_are_one_line(argv, code, text):
+    got, out, err = run("recommend", *argv)
+    assert got == code and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert text in err
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--gpus", "64"], ["--deadline-days", "30"], ["--target-loss", "2", "--budget-usd", "1e6"],
+    ["--budget-usd", "1e6", "--gpu-hours", "1e5"], ["--target-loss", "2", "--mfu", "1.5"],
+    ["--target-loss", "2", "--mfu", "0"], ["--target-loss", "2", "--price", "-1"],
+    ["--target-loss", "2", "--gpus", "0"],
+    ["--target-loss", "2", "--gpus", "2.5"], ["--budget-usd", "abc"],
+    ["--target-loss", "2", "--inference-tokens", "-5"],
+    ["--target-loss", "2", "--deadline-days", "0"],
+])
+def test_usage_errors_exit_2(argv):
+    code, out, err = run("recommend", *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+FLAGS = ["--target-loss", "--budget-flops", "--budget-usd", "--gpu-hours", "--gpus", "--deadline-days", "--mfu",
+         "--price", "--inference-tokens", "--gpu", "--law"]
+VALUES = st.one_of(st.sampled_from(["2.0", "1.7", "0", "-1", "1e22", "$5M", "1e5", "64", "7", "0.4", "abc", "nan",
+                                    "inf", "1e400", "h100-sxm", "hoffmann2022", "12", "30", "1e-9"]),
+                   st.text(max_size=6).filter(lambda s: not s.startswith("-")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(FLAGS), VALUES), max_size=4))
+def test_generated_argv_never_tracebacks(pairs):
+    argv = ["recommend"] + [x for pair in pairs for x in pair]
+    code, out, err = run(*argv)
+    assert code in (0, 2, 3), (argv, err)
+    assert "Traceback" not in err
+    if code:
+        assert out == "" and len(err.strip().splitlines()) == 1, (argv, err)

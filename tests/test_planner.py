@@ -1,0 +1,187 @@
+"""The planner API: objectives -> Plan (law + training simulator), alternatives, uncertainty, errors."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scaling_planner.errors import InfeasibleError, InputError, PlannerError
+from scaling_planner.laws.chinchilla import FLOPS_PER_PARAM_TOKEN
+from scaling_planner.laws.presets import get_law
+from scaling_planner.planner import (
+    DEFAULT_TARGET_DAYS,
+    _Simulator,
+    explain_lines,
+    load_profile,
+    recommend,
+)
+
+LAW = get_law("besiroglu2024")
+
+
+@pytest.fixture(scope="module")
+def plan_1e22():
+    return recommend(LAW, budget_flops=1e22, gpus=64, gpu="h100-sxm")
+
+
+def test_target_loss_matches_the_closed_form():
+    p = recommend(LAW, target_loss=2.0)
+    C = float(LAW.compute_for_loss(2.0))
+    assert p.compute_flops == pytest.approx(C, rel=1e-12)
+    assert p.model.params == pytest.approx(float(LAW.optimal_params(C)), rel=1e-12)
+    assert p.model.tokens == pytest.approx(float(LAW.optimal_tokens(C)), rel=1e-12)
+    assert p.compute_flops == pytest.approx(FLOPS_PER_PARAM_TOKEN * p.model.params * p.model.tokens, rel=1e-9)
+    assert p.model.loss == pytest.approx(2.0, abs=1e-9)
+
+
+def test_budget_flops_lands_near_chinchilla():
+    p = recommend(LAW, budget_flops=5.76e23)
+    assert 55e9 < p.model.params < 90e9 and 1.0e12 < p.model.tokens < 1.8e12
+    assert 18 <= p.model.tokens_per_param <= 26
+
+
+def test_training_block_comes_from_the_simulator(plan_1e22):
+    t = plan_1e22.training
+    assert t.gpus == 64 and t.gpus_source == "--gpus" and t.gpu == "h100-sxm"
+    assert 0 < t.mfu < 1 and t.mfu_provenance == "profile default"
+    sim = _Simulator(load_profile("h100-sxm"), None, None)(plan_1e22.model.params, plan_1e22.model.tokens, 64)
+    assert t.wall_clock_days == pytest.approx(sim.training.wall_clock_days, rel=1e-12)
+    assert t.cost_usd == pytest.approx(sim.training.cost_usd, rel=1e-12)
+    assert t.energy_kwh == pytest.approx(sim.training.energy_kwh, rel=1e-12)
+
+
+def test_explain_arithmetic_holds(plan_1e22):
+    p, t = plan_1e22, plan_1e22.training
+    assert p.compute_flops == pytest.approx(6 * p.model.params * p.model.tokens, rel=1e-12)
+    assert t.ideal_time_s == pytest.approx(t.model_flops / (t.gpus * t.peak_flops_per_s * t.mfu), rel=1e-9)
+    assert t.wall_clock_days * 86400 == pytest.approx(t.ideal_time_s / t.goodput, rel=1e-9)
+    assert t.gpu_hours == pytest.approx(t.gpus * t.wall_clock_days * 24, rel=1e-9)
+    assert t.cost_usd == pytest.approx(t.gpu_hours * t.price_usd_per_gpu_hour, rel=1e-9)
+    assert t.energy_kwh == pytest.approx(t.gpu_hours * (t.device_power_w + t.host_w_per_device) * t.pue / 1000,
+                                         rel=1e-9)
+    text = "\n".join(explain_lines(p))
+    assert "FLOP/s" in text and "FLOPs /" in text and "goodput" in text
+
+
+def test_measured_mfu_override_scales_time():
+    base = recommend(LAW, budget_flops=1e22, gpus=64, alternatives=False)
+    slow = recommend(LAW, budget_flops=1e22, gpus=64, mfu=base.training.mfu / 2, alternatives=False)
+    assert slow.training.mfu_provenance == "measured"
+    assert slow.training.mfu == pytest.approx(base.training.mfu / 2)
+    assert slow.training.ideal_time_s == pytest.approx(2 * base.training.ideal_time_s, rel=1e-9)
+
+
+def test_default_gpu_count_is_the_smallest_power_of_two_of_nodes_within_90_days():
+    p = recommend(LAW, target_loss=2.0, alternatives=False)
+    t = p.training
+    assert t.wall_clock_days <= DEFAULT_TARGET_DAYS
+    assert t.gpus % 8 == 0 and (t.gpus // 8) & (t.gpus // 8 - 1) == 0
+    assert "90 days" in t.gpus_source
+    if t.gpus > 8:
+        half = _Simulator(load_profile("h100-sxm"), None, None)(p.model.params, p.model.tokens, t.gpus // 2)
+        assert half is None or half.training.wall_clock_days > DEFAULT_TARGET_DAYS
+
+
+@pytest.mark.parametrize(("kw", "field"), [({"budget_usd": 2e6}, "cost_usd"), ({"budget_gpu_hours": 1e5}, "gpu_hours")])
+def test_dollar_and_gpu_hour_budgets_are_spent(kw, field):
+    p = recommend(LAW, alternatives=False, **kw)
+    budget = next(iter(kw.values()))
+    spent = getattr(p.training, field)
+    assert spent <= budget * (1 + 1e-9)
+    assert spent > 0.9 * budget  # bisection lands at the budget (up to the simulator's discrete jumps)
+
+
+def test_fixed_cluster_and_deadline():
+    p = recommend(LAW, gpus=256, deadline_days=30, alternatives=False)
+    assert p.objective == "deadline" and p.training.gpus == 256
+    assert p.training.wall_clock_days <= 30
+    more = recommend(LAW, gpus=1024, deadline_days=30, alternatives=False)
+    assert more.compute_flops > p.compute_flops
+
+
+def test_deadline_as_a_constraint_is_infeasible_when_missed():
+    with pytest.raises(InfeasibleError, match="deadline"):
+        recommend(LAW, target_loss=2.0, gpus=64, deadline_days=1)
+
+
+def test_budget_too_small_says_the_smallest_that_works():
+    with pytest.raises(InfeasibleError, match="too small") as exc:
+        recommend(LAW, budget_usd=1.0)
+    smallest = float(str(exc.value).split("needs ")[1].split()[0])
+    assert smallest > 1.0
+    p = recommend(LAW, budget_usd=smallest * 1.001, alternatives=False)
+    assert p.training.cost_usd <= smallest * 1.001
+
+
+def test_target_at_or_below_the_floor_names_e_and_the_law():
+    with pytest.raises(InputError, match=r"E = 1\.8169.*besiroglu2024"):
+        recommend(LAW, target_loss=1.8)
+
+
+@pytest.mark.parametrize("kw", [
+    {}, {"gpus": 64}, {"deadline_days": 10}, {"target_loss": 2.0, "budget_flops": 1e22},
+    {"budget_usd": -1.0}, {"budget_flops": float("nan")}, {"budget_gpu_hours": float("inf")},
+    {"target_loss": 2.0, "mfu": 1.5}, {"target_loss": 2.0, "mfu": 0.0},
+    {"target_loss": 2.0, "price_usd_per_hour": -3.0},
+    {"target_loss": 2.0, "gpus": 12}, {"target_loss": 2.0, "gpus": 0}, {"target_loss": 2.0, "gpus": 2.5},
+    {"target_loss": 2.0, "gpu": "no-such-gpu"}, {"target_loss": "abc"}, {"target_loss": 2.0, "inference_tokens": 0},
+    {"budget_usd": 1e6, "gpu": None},
+])
+def test_bad_requests_raise_input_error(kw):
+    with pytest.raises(InputError):
+        recommend(LAW, **kw)
+
+
+def test_uncertainty_bands_scale_with_compute():
+    p = recommend(LAW, target_loss=2.0, alternatives=False)
+    u, t = p.uncertainty, p.training
+    assert u.compute_flops.p10 < p.compute_flops < u.compute_flops.p90
+    for band, point in ((u.wall_clock_days, t.wall_clock_days), (u.cost_usd, t.cost_usd), (u.gpu_hours, t.gpu_hours)):
+        assert band.p10 < point < band.p90
+        assert band.p50 / point == pytest.approx(u.compute_flops.p50 / p.compute_flops, rel=1e-9)
+    assert 0.3 < u.probability_within_budget < 0.7 and 0.3 < u.probability_target_met < 0.7
+
+
+def test_alternatives_reach_the_same_loss_and_cost_more_to_train(plan_1e22):
+    alts = {a.name: a for a in plan_1e22.alternatives}
+    opt, small = alts["compute-optimal"], alts["over-trained 2x smaller"]
+    assert opt.compute_flops == pytest.approx(plan_1e22.compute_flops)
+    assert small.loss == pytest.approx(opt.loss, abs=1e-9)
+    assert small.params == pytest.approx(opt.params / 2)
+    assert small.compute_flops > opt.compute_flops and small.cost_usd > 0 and small.gpu_hours > 0
+    ten = alts["over-trained 10x smaller"]
+    assert ten.tokens is None or ten.loss == pytest.approx(opt.loss, abs=1e-9)
+
+
+def test_inference_optimal_lowers_lifetime_cost():
+    p = recommend(LAW, budget_flops=1e22, gpus=64, inference_tokens=1e12)
+    alts = {a.name: a for a in p.alternatives}
+    inf, opt = alts["inference-optimal"], alts["compute-optimal"]
+    assert inf.params < opt.params and inf.tokens > opt.tokens
+    assert inf.inference_flops == pytest.approx(2 * inf.params * 1e12)
+    assert inf.lifetime_flops == pytest.approx(inf.compute_flops + inf.inference_flops)
+    assert inf.lifetime_cost_usd < opt.lifetime_cost_usd
+    assert inf.loss == pytest.approx(opt.loss, abs=1e-6)
+
+
+def test_law_level_plan_without_a_gpu():
+    p = recommend(LAW, target_loss=2.0, gpu=None)
+    assert p.training is None and p.compute_flops == pytest.approx(float(LAW.compute_for_loss(2.0)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    objective=st.sampled_from(["target_loss", "budget_flops", "budget_usd", "budget_gpu_hours"]),
+    value=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(1e-3, 1e12)),
+    gpus=st.one_of(st.none(), st.sampled_from([1, 3, 8, 12, 64, 1024])),
+)
+def test_generated_requests_plan_or_raise_planner_errors(objective, value, gpus):
+    if objective == "budget_flops" and math.isfinite(value) and value > 0:
+        value = value * 1e12  # FLOP budgets of a useful size
+    try:
+        p = recommend(LAW, gpus=gpus, alternatives=False, **{objective: value})
+    except PlannerError:
+        return
+    assert np.isfinite(p.compute_flops) and p.training is not None and p.training.cost_usd > 0

@@ -160,6 +160,30 @@ class InferenceAwarePlan:
     cost_ratio: np.ndarray | float | None = None
 
 
+def _plan(law: ChinchillaLaw, target_loss, N, D, n_c, d_c, d_inf, objective: str, **extra) -> InferenceAwarePlan:
+    """The plan at (N, D) beside the equal-loss Chinchilla-optimal model (n_c, d_c), with FLOPs and ratios."""
+    total = lifetime_flops(N, D, d_inf)
+    total_c = lifetime_flops(n_c, d_c, d_inf)
+    return InferenceAwarePlan(
+        target_loss=_scalar_or_array(target_loss),
+        inference_tokens=_scalar_or_array(d_inf),
+        params=_scalar_or_array(N),
+        tokens=_scalar_or_array(D),
+        training_flops=_scalar_or_array(FLOPS_PER_PARAM_TOKEN * N * D),
+        inference_flops=_scalar_or_array(INFERENCE_FLOPS_PER_PARAM_TOKEN * N * d_inf),
+        total_flops=_scalar_or_array(total),
+        chinchilla_params=_scalar_or_array(n_c),
+        chinchilla_tokens=_scalar_or_array(d_c),
+        chinchilla_total_flops=_scalar_or_array(total_c),
+        params_ratio=_scalar_or_array(N / n_c),
+        tokens_ratio=_scalar_or_array(D / d_c),
+        flops_ratio=_scalar_or_array(total / total_c),
+        objective=objective,
+        law=law.name,
+        **extra,
+    )
+
+
 def _check_solution(law: ChinchillaLaw, N, D):
     """InputError when a law with scalar parameters yields no finite optimum. For a law of draws
     (array parameters, :meth:`ChinchillaLaw.draws`) the draws that cannot reach ℓ stay NaN."""
@@ -194,25 +218,7 @@ def compute_optimal(law: ChinchillaLaw, target_loss, inference_tokens) -> Infere
     d_inf = np.asarray(inference_tokens, dtype=float)
     n_c = chinchilla_params_for_loss(law, target_loss)
     d_c = chinchilla_tokens_for_loss(law, target_loss)
-    total = lifetime_flops(N, D, d_inf)
-    total_c = lifetime_flops(n_c, d_c, d_inf)
-    return InferenceAwarePlan(
-        target_loss=_scalar_or_array(target_loss),
-        inference_tokens=_scalar_or_array(d_inf),
-        params=_scalar_or_array(N),
-        tokens=_scalar_or_array(D),
-        training_flops=_scalar_or_array(FLOPS_PER_PARAM_TOKEN * N * D),
-        inference_flops=_scalar_or_array(INFERENCE_FLOPS_PER_PARAM_TOKEN * N * d_inf),
-        total_flops=_scalar_or_array(total),
-        chinchilla_params=_scalar_or_array(n_c),
-        chinchilla_tokens=_scalar_or_array(d_c),
-        chinchilla_total_flops=_scalar_or_array(total_c),
-        params_ratio=_scalar_or_array(N / n_c),
-        tokens_ratio=_scalar_or_array(D / d_c),
-        flops_ratio=_scalar_or_array(total / total_c),
-        objective="flops",
-        law=law.name,
-    )
+    return _plan(law, target_loss, N, D, n_c, d_c, d_inf, "flops")
 
 
 def lifetime_cost_usd(
@@ -269,24 +275,8 @@ def cost_optimal(
     train, serve = lifetime_cost_usd(N, D, *args)
     train_c, serve_c = lifetime_cost_usd(n_c, d_c, *args)
     d_inf = T_in + T_out
-    total = lifetime_flops(N, D, d_inf)
-    total_c = lifetime_flops(n_c, d_c, d_inf)
-    return InferenceAwarePlan(
-        target_loss=_scalar_or_array(target_loss),
-        inference_tokens=_scalar_or_array(d_inf),
-        params=_scalar_or_array(N),
-        tokens=_scalar_or_array(D),
-        training_flops=_scalar_or_array(FLOPS_PER_PARAM_TOKEN * N * D),
-        inference_flops=_scalar_or_array(INFERENCE_FLOPS_PER_PARAM_TOKEN * N * d_inf),
-        total_flops=_scalar_or_array(total),
-        chinchilla_params=_scalar_or_array(n_c),
-        chinchilla_tokens=_scalar_or_array(d_c),
-        chinchilla_total_flops=_scalar_or_array(total_c),
-        params_ratio=_scalar_or_array(N / n_c),
-        tokens_ratio=_scalar_or_array(D / d_c),
-        flops_ratio=_scalar_or_array(total / total_c),
-        objective="usd",
-        law=law.name,
+    return _plan(
+        law, target_loss, N, D, n_c, d_c, d_inf, "usd",
         training_cost_usd=_scalar_or_array(train),
         inference_cost_usd=_scalar_or_array(serve),
         total_cost_usd=_scalar_or_array(train + serve),

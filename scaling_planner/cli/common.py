@@ -37,6 +37,15 @@ def quantity(field: str):
     return _argument_type(lambda text: parse_quantity(text, field), field)
 
 
+def bounded(field: str, minimum: float = 0.0, maximum: float | None = None):
+    """An argparse ``type`` for a finite number in [minimum, maximum] (e.g. a fraction: 0, 1)."""
+    from ..validate import finite_array
+
+    return _argument_type(
+        lambda text: float(finite_array(parse_quantity(text, field), field, minimum=minimum, inclusive=True,
+                                        maximum=maximum)), field)
+
+
 def positive_int(field: str):
     def convert(text: str) -> int:
         import argparse

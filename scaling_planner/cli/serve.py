@@ -2,39 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
-
-from .common import positive, positive_int
+from .common import bounded, positive, positive_int
 
 PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4")
-
-
-def _non_negative(field: str):
-    def convert(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{field}: expected a number, got {text!r}") from None
-        if not (value >= 0 and value != float("inf")):
-            raise argparse.ArgumentTypeError(f"{field}: must be a finite number >= 0, got {text!r}")
-        return value
-
-    convert.__name__ = field
-    return convert
-
-
-def _fraction(field: str):
-    def convert(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{field}: expected a number, got {text!r}") from None
-        if not 0 <= value <= 1:
-            raise argparse.ArgumentTypeError(f"{field}: must be in [0, 1], got {text!r}")
-        return value
-
-    convert.__name__ = field
-    return convert
 
 
 def register(sub) -> None:
@@ -68,11 +38,11 @@ def register(sub) -> None:
                    help="KV-cache precision (default: fp8/int8 with 8-bit weights, else bf16)")
     p.add_argument("--peak-factor", type=positive("peak_factor"), default=None, metavar="X",
                    help="peak / mean demand the fleet is sized for (default 2)")
-    p.add_argument("--thinking-tokens", type=_non_negative("thinking_tokens"), default=0.0, metavar="T",
+    p.add_argument("--thinking-tokens", type=bounded("thinking_tokens"), default=0.0, metavar="T",
                    help="reasoning tokens decoded per sample before the answer")
     p.add_argument("--samples", type=positive_int("samples"), default=1, metavar="K",
                    help="samples decoded per query (best-of-k / majority vote)")
-    p.add_argument("--single-sample-accuracy", type=_fraction("single_sample_accuracy"), default=None,
+    p.add_argument("--single-sample-accuracy", type=bounded("single_sample_accuracy", 0.0, 1.0), default=None,
                    metavar="P", help="success rate of one sample, to report pass@k")
     p.add_argument("--chunked-prefill", action="store_true", help="Sarathi-style chunked prefill scheduler")
     p.add_argument("--analytic", action="store_true", help="skip the simulation (analytic capacity only)")

@@ -1,0 +1,95 @@
+"""Cold start of ``planner recommend --target-loss 2.0`` beside ``python -c pass``, in the same run.
+
+Run: ``.venv/bin/python benchmarks/cli_speed.py [--runs 11]``. Each command runs in a fresh
+subprocess (cold interpreter, warm OS file cache), interleaved so that machine load hits both
+alike; prints the medians and the difference (what the planner itself costs) and writes
+``benchmarks/results/cli_speed.json``. The goal: recommend under 0.3 s on the development machine.
+Also prints the import-time table of ``python -X importtime`` for the slowest modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_S = 0.3
+
+
+MAIN = "import sys; from scaling_planner.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _planner() -> list[str]:
+    exe = Path(sys.executable).with_name("planner")
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", MAIN]
+
+
+def _time(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    return time.perf_counter() - t0
+
+
+def _slowest_imports(n: int = 8) -> list[tuple[str, float]]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", MAIN, "recommend", "--target-loss", "2.0"],
+                          capture_output=True, text=True, cwd=ROOT)
+    rows = []
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line and "cumulative" not in line:
+            _, cum, name = line.split("|")
+            rows.append((name.rstrip(), int(cum) / 1e6))
+    top = [(name.strip(), s) for name, s in rows if not name.startswith("  ")]  # top-level imports only
+    return sorted(top, key=lambda r: -r[1])[:n]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=11)
+    args = ap.parse_args()
+    recommend = _planner() + ["recommend", "--target-loss", "2.0"]
+    baseline = [sys.executable, "-c", "pass"]
+    _time(recommend)  # warm the file cache and the .pyc files
+    _time(baseline)
+    rec_s, base_s = [], []
+    for _ in range(args.runs):
+        base_s.append(_time(baseline))
+        rec_s.append(_time(recommend))
+    rec, base = statistics.median(rec_s), statistics.median(base_s)
+    print(f"python -c pass                     median {base * 1e3:6.1f} ms  (min {min(base_s) * 1e3:.1f})")
+    print(f"planner recommend --target-loss 2  median {rec * 1e3:6.1f} ms  (min {min(rec_s) * 1e3:.1f})")
+    print(f"difference (the planner's own cost) {(rec - base) * 1e3:6.1f} ms; goal: recommend < {GOAL_S * 1e3:.0f} ms "
+          f"-> {'met' if rec < GOAL_S else 'NOT met'}")
+    imports = _slowest_imports()
+    print("slowest top-level imports (cumulative):")
+    for name, s in imports:
+        print(f"  {s * 1e3:6.1f} ms  {name}")
+    out = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}",
+        "runs": args.runs,
+        "command": " ".join(["planner", "recommend", "--target-loss", "2.0"]),
+        "python_pass_median_s": base,
+        "recommend_median_s": rec,
+        "recommend_min_s": min(rec_s),
+        "difference_s": rec - base,
+        "goal_s": GOAL_S,
+        "goal_met": rec < GOAL_S,
+        "python_pass_runs_s": base_s,
+        "recommend_runs_s": rec_s,
+        "slowest_top_level_imports_s": dict(imports),
+    }
+    path = ROOT / "benchmarks" / "results" / "cli_speed.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -351,6 +351,29 @@ def simulate(model: ServingModel, workload: Workload, *, max_batch: int = DEFAUL
             free += need[i]
             insys -= 1
 
+    def run_for(dt, iterations=1):
+        """Advance the clock by ``dt`` of busy time spent on ``iterations`` iterations."""
+        nonlocal t, busy, area_run, iters
+        t_new = t + dt
+        advance(t_new)
+        busy += dt
+        area_run += B * dt
+        t = t_new
+        iters += iterations
+
+    def first_token(i):
+        """Request i's prefill is done at t: it finishes (one output token) or joins the decoding batch."""
+        nonlocal B, K, free, insys
+        first[i] = t
+        if O[i] == 1:
+            finish[i] = t
+            free += need[i]
+            insys -= 1
+        else:
+            heappush(heap, (G + O[i] - 1, i))
+            B += 1
+            K += P[i] + 1
+
     while True:
         can_admit = nxt < ia and B + len(prefilling) < max_batch and need[nxt] <= free
         if not chunked_prefill and can_admit:
@@ -368,22 +391,9 @@ def simulate(model: ServingModel, workload: Workload, *, max_batch: int = DEFAUL
                 batch.append(i)
                 nxt += 1
             dt = costs.iteration(tokens, 0.0, pairs)
-            t_new = t + dt
-            advance(t_new)
-            busy += dt
-            area_run += B * dt
-            t = t_new
-            iters += 1
+            run_for(dt)
             for i in batch:
-                first[i] = t
-                if O[i] == 1:
-                    finish[i] = t
-                    free += need[i]
-                    insys -= 1
-                else:
-                    heappush(heap, (G + O[i] - 1, i))
-                    B += 1
-                    K += P[i] + 1
+                first_token(i)
             continue
         if chunked_prefill and (prefilling or can_admit):
             while nxt < ia and B + len(prefilling) < max_batch and need[nxt] <= free:
@@ -409,12 +419,7 @@ def simulate(model: ServingModel, workload: Workload, *, max_batch: int = DEFAUL
                 if item[1] >= P[i]:
                     done_now.append(i)
             dt = costs.iteration(B + ptok, kv_read, pairs)
-            t_new = t + dt
-            advance(t_new)
-            busy += dt
-            area_run += B * dt
-            t = t_new
-            iters += 1
+            run_for(dt)
             if B:
                 G += 1
                 K += B
@@ -422,15 +427,7 @@ def simulate(model: ServingModel, workload: Workload, *, max_batch: int = DEFAUL
             if done_now:
                 prefilling = prefilling[len(done_now):]
                 for i in done_now:
-                    first[i] = t
-                    if O[i] == 1:
-                        finish[i] = t
-                        free += need[i]
-                        insys -= 1
-                    else:
-                        heappush(heap, (G + O[i] - 1, i))
-                        B += 1
-                        K += P[i] + 1
+                    first_token(i)
             continue
         if B > 0:
             coef = costs.decode(B)
@@ -440,12 +437,7 @@ def simulate(model: ServingModel, workload: Workload, *, max_batch: int = DEFAUL
                 if m_arr < m:
                     m = m_arr
             dt = _run_time(B, K, coef, m)
-            t_new = t + dt
-            advance(t_new)
-            busy += dt
-            area_run += B * dt
-            t = t_new
-            iters += m
+            run_for(dt, m)
             G += m
             K += B * m
             complete(t)

@@ -1,0 +1,180 @@
+"""Calibration history: what the cluster was measured to achieve, kept so the planner can use it.
+
+An append-only history: one JSON file per record in a directory, each written atomically (temporary
+file + ``os.replace``) under a name that is never reused, so an interrupted write leaves no half file
+and no record is ever overwritten. The planner asks for the latest record of a hardware profile
+(``latest``) and says which one it used.
+
+Two sources feed it:
+
+* ``probe``: matmul probes across the cluster (``planner measure --save``): the achieved dense matmul
+  FLOP/s per device, which replaces the profile's ``achievable_matmul_fraction`` prior;
+* ``training``: the MFU meter over a real training loop (``measure.mfu``), which replaces the
+  simulator's predicted MFU.
+
+Directory: ``--calibration-dir``, else ``$SCALING_PLANNER_CALIBRATION_DIR``, else
+``~/.scaling-planner/calibration``. Pure Python and pydantic: no NVML, torch or Ray here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InputError
+from .io import write_json_atomic
+
+ENV_VAR = "SCALING_PLANNER_CALIBRATION_DIR"
+DEFAULT_DIR = Path("~/.scaling-planner/calibration")
+SUFFIX = ".json"
+
+
+class CalibrationRecord(BaseModel):
+    """One measurement the planner can plan with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    created_at: str = Field(description="UTC ISO 8601")
+    profile: str = Field(description="hardware profile the measured devices map to")
+    source: Literal["probe", "training"]
+    dtype: str
+    devices: int = Field(description="how many devices the figure summarises")
+    achieved_matmul_flops_per_s: float | None = Field(None, description="median over devices (probe)")
+    matmul_fraction_of_peak: float | None = Field(None, description="achieved / dense peak (probe)")
+    mfu: float | None = Field(None, description="model FLOPs utilisation of a real training loop (training)")
+    tokens_per_s: float | None = None
+    host: str | None = None
+    details: dict = Field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line for plans and logs: which measurement, from when, of what."""
+        what = (f"MFU {self.mfu:.3f}" if self.mfu is not None
+                else f"matmul {self.achieved_matmul_flops_per_s / 1e12:.4g} TFLOP/s"
+                     + (f" ({self.matmul_fraction_of_peak:.1%} of peak)" if self.matmul_fraction_of_peak else ""))
+        return (f"{self.source} measurement {self.id} of {self.devices} x {self.profile} {self.dtype} "
+                f"at {self.created_at}: {what}")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def calibration_dir(directory: str | Path | None = None) -> Path:
+    """The history directory: the argument, else the environment variable, else the default."""
+    raw = directory if directory is not None else os.environ.get(ENV_VAR, "").strip() or DEFAULT_DIR
+    return Path(raw).expanduser()
+
+
+def new_record(**fields) -> CalibrationRecord:
+    """A record with a fresh id and timestamp; bad fields raise InputError naming the field."""
+    fields.setdefault("id", uuid.uuid4().hex[:12])
+    fields.setdefault("created_at", _now())
+    try:
+        rec = CalibrationRecord(**fields)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(".".join(str(p) for p in err["loc"]) or "record", err["msg"]) from None
+    for name in ("achieved_matmul_flops_per_s", "tokens_per_s"):
+        v = getattr(rec, name)
+        if v is not None and not v > 0:
+            raise InputError(name, f"must be > 0, got {v}")
+    for name in ("matmul_fraction_of_peak", "mfu"):
+        v = getattr(rec, name)
+        if v is not None and not 0 < v <= 1.5:
+            raise InputError(name, f"must be in (0, 1.5], got {v}")
+    if rec.achieved_matmul_flops_per_s is None and rec.mfu is None:
+        raise InputError("record", "needs achieved_matmul_flops_per_s (probe) or mfu (training)")
+    return rec
+
+
+def append(record: CalibrationRecord, directory: str | Path | None = None) -> Path:
+    """Add ``record`` to the history; returns the file written. Never overwrites an existing record."""
+    d = calibration_dir(directory)
+    stamp = record.created_at.replace("-", "").replace(":", "").replace(".", "")
+    path = d / f"{stamp}-{record.id}{SUFFIX}"
+    if path.exists():
+        raise InputError("id", f"record {record.id} already exists in {d}")
+    return write_json_atomic(path, record.model_dump(mode="json"))
+
+
+def history(directory: str | Path | None = None, *, profile: str | None = None,
+            source: str | None = None) -> tuple[list[CalibrationRecord], list[str]]:
+    """All readable records, oldest first, and one line per file that could not be read.
+
+    A damaged file is reported, not deleted and not fatal: the history is never lost.
+    """
+    d = calibration_dir(directory)
+    if not d.is_dir():
+        return [], []
+    records, problems = [], []
+    for path in sorted(d.glob(f"*{SUFFIX}")):
+        try:
+            rec = CalibrationRecord(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError, ValidationError) as exc:
+            problems.append(f"{path.name}: unreadable ({type(exc).__name__})")
+            continue
+        if profile is not None and rec.profile != profile:
+            continue
+        if source is not None and rec.source != source:
+            continue
+        records.append(rec)
+    records.sort(key=lambda r: (r.created_at, r.id))
+    return records, problems
+
+
+def latest(profile: str, directory: str | Path | None = None, *, source: str | None = None,
+           dtype: str | None = None) -> CalibrationRecord | None:
+    """The newest record for ``profile`` (optionally of one source and dtype), or None."""
+    records, _ = history(directory, profile=profile, source=source)
+    records = [r for r in records if dtype is None or r.dtype == dtype]
+    return records[-1] if records else None
+
+
+def records_from_cluster(measurement, *, dtype_preference=("bf16", "fp16", "tf32", "fp32")) -> list[CalibrationRecord]:
+    """Probe records from a :class:`~scaling_planner.measurement.ClusterMeasurement`: one per
+    (profile, dtype) with the median over that profile's devices that reported, for the most
+    preferred dtype that was measured."""
+    by_profile: dict[str, list] = {}
+    for dev in measurement.devices():
+        if dev.status == "ok" and dev.profile:
+            by_profile.setdefault(dev.profile, []).append(dev)
+    out = []
+    for profile, devs in sorted(by_profile.items()):
+        for dtype in dtype_preference:
+            probes = [p for p in (d.best_matmul(dtype) for d in devs) if p is not None]
+            if not probes:
+                continue
+            rates = [p.median for p in probes]
+            fractions = [p.fraction_of_peak for p in probes if p.fraction_of_peak]
+            out.append(new_record(
+                profile=profile, source="probe", dtype=dtype, devices=len(probes),
+                achieved_matmul_flops_per_s=statistics.median(rates),
+                matmul_fraction_of_peak=statistics.median(fractions) if fractions else None,
+                host=devs[0].hostname,
+                details={"measured_at": measurement.measured_at, "ray_address": measurement.ray_address,
+                         "per_device_flops_per_s": rates, "backend": probes[0].backend,
+                         "size": probes[0].size, "partial": measurement.partial}))
+            break
+    return out
+
+
+def record_from_mfu(report, *, profile: str | None = None, details: dict | None = None) -> CalibrationRecord:
+    """A training record from an :class:`~scaling_planner.measurement.MfuReport`."""
+    prof = profile or report.profile
+    if not prof:
+        raise InputError("profile", "the MFU report names no hardware profile; give one")
+    if report.mfu is None:
+        raise InputError("mfu", "the MFU report has no MFU (no peak for its device); give a profile with a peak")
+    return new_record(
+        profile=prof, source="training", dtype=report.dtype, devices=1, mfu=report.mfu,
+        tokens_per_s=report.tokens_per_s,
+        details={"flops_per_token": report.flops_per_token, "flops_convention": report.flops_convention,
+                 "steps": report.steps, "device": report.device, **(details or {})})

@@ -41,6 +41,7 @@ from .laws.chinchilla import (
     optimal_tokens,
     tokens_for_loss_at_params,
 )
+from .planning.calibration import CalibrationUse
 
 NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
 DEFAULT_GPU = "h100-sxm"
@@ -53,6 +54,7 @@ INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0  # forward pass only
 OVERTRAIN_SHRINK = (2.0, 10.0)  # over-trained alternatives: models 2x and 10x smaller than optimal
 BISECTION_STEPS = 40  # log C halvings: ln(1e11)/2^40 ~ 2e-11 relative, far below the simulator's resolution
 SECONDS_PER_DAY = 86400.0
+PRECISION = "bf16"  # the training precision the planner simulates
 MAX_PLAUSIBLE_MFU = 0.8  # no simulated layout exceeds this: a count that would need more is not simulated
 
 
@@ -102,7 +104,9 @@ class TrainingChoice(BaseModel):
     model_flops: float = Field(description="the simulator's model FLOPs of the run (Megatron count, a count)")
     peak_flops_per_s: float = Field(description="dense peak per GPU at this precision (a rate)")
     mfu: float = Field(description="model FLOPs utilisation (model FLOPs, no recompute, dense peak)")
-    mfu_provenance: str = Field(description="'measured' (--mfu) or 'profile default' (simulated from the profile)")
+    mfu_provenance: str = Field(
+        description="'measured' (--mfu), 'measured: <calibration record>', 'simulated with the measured matmul "
+        "rate of <calibration record>' or 'profile default' (simulated from the profile)")
     predicted_mfu: float = Field(description="the simulator's MFU for this layout, before any override")
     step_time_s: float
     tokens_per_s: float
@@ -181,6 +185,8 @@ class Recommendation(BaseModel):
     alternatives: list[Alternative] = []
     inference_tokens: float | None = None
     inference_mfu: float | None = None
+    calibration: CalibrationUse | None = Field(
+        None, description="the calibration records the plan used (ids and what they measured), or why none")
     notes: list[str] = []
 
 
@@ -232,10 +238,14 @@ def load_profile(name):
 
 
 class _Simulator:
-    """Simulates (N, D) on a profile, memoised; a layout that cannot fit is ``None``."""
+    """Simulates (N, D) on a profile, memoised; a layout that cannot fit is ``None``.
 
-    def __init__(self, profile, price, mfu, precision="bf16"):
+    ``mfu`` replaces the simulator's predicted MFU; ``matmul_flops_per_s`` (a measured bf16 GEMM
+    rate) replaces the profile's achievable-matmul prior."""
+
+    def __init__(self, profile, price, mfu, precision="bf16", matmul_flops_per_s=None):
         self.profile, self.price, self.mfu, self.precision = profile, price, mfu, precision
+        self.matmul_flops_per_s = matmul_flops_per_s
         self.cache: dict = {}
         self.calls = 0
 
@@ -249,7 +259,8 @@ class _Simulator:
             try:
                 self.cache[key] = simulate_training(
                     shape_for_params(N), D, self.profile, int(G), params=N, precision=self.precision,
-                    price_usd_per_hour=self.price, measured_mfu=self.mfu, top=0)
+                    price_usd_per_hour=self.price, measured_mfu=self.mfu,
+                    measured_matmul_flops_per_s=self.matmul_flops_per_s, top=0)
             except InfeasibleError:
                 self.cache[key] = None
         return self.cache[key]
@@ -296,7 +307,7 @@ def choose_gpus(sim: _Simulator, N: float, D: float, target_days: float):
     return node * 2**k, r, True
 
 
-def _training_choice(res, gpus_source: str, profile, precision: str) -> TrainingChoice:
+def _training_choice(res, gpus_source: str, profile, precision: str, provenance: str) -> TrainingChoice:
     from .simulate.energy import (
         DEFAULT_GRID_KG_CO2_PER_KWH,
         DEFAULT_HOST_W_PER_DEVICE,
@@ -306,13 +317,12 @@ def _training_choice(res, gpus_source: str, profile, precision: str) -> Training
     )
 
     t = res.training
-    measured = t.efficiency.measured_mfu is not None
     return TrainingChoice(
         gpu=t.gpu, gpus=t.gpus, gpus_source=gpus_source, precision=t.precision,
         layout=t.layout.model_dump(), shape=f"{res.model.n_layers} layers, d_model {res.model.d_model}, "
         f"{res.model.n_heads} heads, {res.model.params / 1e9:.3g}B params ({res.model.shape_source})",
         model_flops=res.compute_flops, peak_flops_per_s=float(profile.peak_flops_per_s(precision)),
-        mfu=t.mfu, mfu_provenance="measured" if measured else "profile default",
+        mfu=t.mfu, mfu_provenance=provenance,
         predicted_mfu=t.efficiency.predicted_mfu, step_time_s=t.step_time_s, tokens_per_s=t.tokens_per_s,
         ideal_time_s=t.ideal_time_s, goodput=t.goodput, wall_clock_days=t.wall_clock_days,
         gpu_hours=t.gpu_hours, price_usd_per_gpu_hour=t.price_usd_per_gpu_hour, price_source=t.price_source,
@@ -344,12 +354,20 @@ def recommend(
     inference_mfu: float = INFERENCE_MFU,
     near_optimal_rel_tol: float = NEAR_OPTIMAL_REL_TOL,
     alternatives: bool = True,
+    calibration=None,
+    calibration_dir=None,
 ) -> Recommendation:
     """The plan for one objective (module docstring). ``gpu=None`` plans at the level of the law
     only (no simulator: no training block, no alternatives' costs; FLOP objectives only).
 
     Raises InputError for a bad or contradictory request, InfeasibleError when no plan meets it
     (a budget too small for the smallest run, a deadline too short, a model that fits nowhere).
+
+    ``calibration``: ``"latest"`` plans with the newest training MFU and bf16 matmul rate measured
+    for the profile (in ``calibration_dir``, else ``$SCALING_PLANNER_CALIBRATION_DIR``, else
+    ``~/.scaling-planner/calibration``), or give a :class:`~scaling_planner.calibration.CalibrationRecord`
+    or a list of them; the plan's ``calibration`` says which records it used
+    (:mod:`scaling_planner.planning.calibration`). An explicit ``mfu`` wins over a training record.
     """
     objectives = {"target_loss": target_loss, "budget_flops": budget_flops, "budget_usd": budget_usd,
                   "budget_gpu_hours": budget_gpu_hours}
@@ -383,15 +401,28 @@ def recommend(
         gpus = int(gpus)
     if gpu is None and (objective in ("budget_usd", "budget_gpu_hours", "deadline")):
         raise InputError("gpu", f"objective {objective} needs the simulator: give a GPU profile")
+    if calibration is None and calibration_dir is not None:
+        raise InputError("calibration_dir", "is only read with calibration='latest'")
+    if gpu is None and calibration is not None:
+        raise InputError("calibration", "calibrates the training simulator: give a GPU profile")
 
     notes: list[str] = []
-    profile = sim = None
+    profile = sim = cal_use = None
     if gpu is not None:
         profile = load_profile(gpu)
         if gpus is not None and gpus > _node(profile) and gpus % _node(profile):
             raise InputError("gpus", f"must be <= {_node(profile)} or a multiple of the {_node(profile)} devices "
                                      f"per node of {profile.name}, got {gpus}")
-        sim = _Simulator(profile, price_usd_per_hour, mfu)
+        sim_mfu, matmul = mfu, None
+        if calibration is not None:
+            from .planning.calibration import resolve
+
+            cal_use = resolve(calibration, calibration_dir, profile.name, PRECISION, explicit_mfu=mfu)
+            sim_mfu = mfu if mfu is not None else cal_use.mfu
+            matmul = cal_use.matmul_flops_per_s
+            notes += [f"calibration: used {line}" for line in cal_use.used]
+            notes += [f"calibration: {n}" for n in cal_use.notes]
+        sim = _Simulator(profile, price_usd_per_hour, sim_mfu, PRECISION, matmul)
     target_days = deadline_days if deadline_days is not None else DEFAULT_TARGET_DAYS
 
     def place(C):
@@ -453,7 +484,9 @@ def recommend(
             raise InfeasibleError(
                 f"a {N / 1e9:.3g}B-parameter model (C = {C:.3g} FLOPs) does not fit in memory on "
                 + (f"{gpus} x {profile.name}" if gpus is not None else f"any GPU count of {profile.name} tried"))
-        training = _training_choice(res, how, profile, "bf16")
+        from .planning.calibration import mfu_provenance
+
+        training = _training_choice(res, how, profile, PRECISION, mfu_provenance(cal_use, mfu))
         if deadline_days is not None and training.wall_clock_days > deadline_days * (1 + 1e-9):
             raise InfeasibleError(
                 f"the plan takes {training.wall_clock_days:.1f} days on {training.gpus} x {profile.name}, "
@@ -505,7 +538,7 @@ def recommend(
                     **{k: float(v) for k, v in law.params.items()}),
         uncertainty=uncertainty, alternatives=alts,
         inference_tokens=inference_tokens, inference_mfu=inference_mfu if inference_tokens is not None else None,
-        notes=notes,
+        calibration=cal_use, notes=notes,
     )
 
 

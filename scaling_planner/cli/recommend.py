@@ -14,6 +14,14 @@ def register(sub) -> None:
         "a FLOP / dollar / GPU-hour budget, or a fixed cluster and deadline, simulated on real GPUs "
         "(layout, MFU, wall-clock, GPU-hours, cost, energy), with alternatives and the law's uncertainty.",
     )
+    add_plan_arguments(p)
+    p.add_argument("--explain", action="store_true", help="print the arithmetic with the numbers put in")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run, _recommend_parser=p)
+
+
+def add_plan_arguments(p) -> None:
+    """The objective, cluster, law and mode flags of a plan (shared by ``recommend`` and ``plot``)."""
     goal = p.add_mutually_exclusive_group()
     goal.add_argument("--target-loss", type=positive("target_loss"), metavar="L",
                       help="the cheapest model that reaches this loss (nats/token)")
@@ -38,9 +46,12 @@ def register(sub) -> None:
                    help="lifetime tokens served: adds the inference-optimal model (Sardana 2024) and lifetime cost")
     p.add_argument("--law", metavar="NAME", help="scaling law preset (default besiroglu2024; see planner law list)")
     p.add_argument("--law-file", metavar="FIT.json", help="a law fitted by planner fit --out")
-    p.add_argument("--explain", action="store_true", help="print the arithmetic with the numbers put in")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=run, _recommend_parser=p)
+    p.add_argument("--calibrated", action="store_true",
+                   help="plan with the newest measured MFU (training record) and bf16 matmul FLOP/s (probe record) "
+                        "of the GPU profile in the calibration history; the plan names the records used")
+    p.add_argument("--calibration-dir", metavar="DIR",
+                   help="calibration history directory for --calibrated (default $SCALING_PLANNER_CALIBRATION_DIR, "
+                        "else ~/.scaling-planner/calibration)")
 
 
 def usage_error(args, message: str):
@@ -53,7 +64,8 @@ def usage_error(args, message: str):
     parser.error(message)
 
 
-def run(args) -> int:
+def check_plan_arguments(args) -> None:
+    """Usage errors argparse cannot see (one line, exit 2)."""
     if args.target_loss is None and args.budget_flops is None and args.budget_usd is None \
             and args.gpu_hours is None and not (args.gpus is not None and args.deadline_days is not None):
         extra = " (--gpus alone is not an objective)" if args.gpus is not None else \
@@ -62,16 +74,29 @@ def run(args) -> int:
                           f"or a fixed cluster --gpus G --deadline-days T{extra}")
     if args.mfu is not None and args.mfu > 1:
         usage_error(args, f"--mfu: must be a fraction in (0, 1], got {args.mfu:g}")
+    if args.calibration_dir is not None and not args.calibrated:
+        usage_error(args, "--calibration-dir: only read with --calibrated")
 
+
+def plan_from_arguments(args):
+    """The Recommendation the plan flags ask for."""
     from ..laws.presets import resolve_law
-    from ..planner import explain_lines, recommend
+    from ..planner import recommend
+
+    check_plan_arguments(args)
+    law = resolve_law(args.law, args.law_file)
+    return recommend(law, target_loss=args.target_loss, budget_flops=args.budget_flops, budget_usd=args.budget_usd,
+                     budget_gpu_hours=args.gpu_hours, gpus=args.gpus, deadline_days=args.deadline_days,
+                     gpu=args.gpu, price_usd_per_hour=args.price, mfu=args.mfu,
+                     inference_tokens=args.inference_tokens,
+                     calibration="latest" if args.calibrated else None, calibration_dir=args.calibration_dir)
+
+
+def run(args) -> int:
+    from ..planner import explain_lines
     from .common import print_json
 
-    law = resolve_law(args.law, args.law_file)
-    rec = recommend(law, target_loss=args.target_loss, budget_flops=args.budget_flops, budget_usd=args.budget_usd,
-                    budget_gpu_hours=args.gpu_hours, gpus=args.gpus, deadline_days=args.deadline_days,
-                    gpu=args.gpu, price_usd_per_hour=args.price, mfu=args.mfu,
-                    inference_tokens=args.inference_tokens)
+    rec = plan_from_arguments(args)
     if args.json:
         print_json(rec)
         return 0
@@ -103,6 +128,14 @@ def _lay(lay: dict) -> str:
             f"{lay['recompute']} ZeRO-{lay['zero_stage']}")
 
 
+def _short_provenance(text: str) -> str:
+    """'measured: training measurement <id> of ...' -> 'measured, calibration <id>' for the table cell."""
+    if text.startswith("measured: ") or text.startswith("simulated with the measured matmul"):
+        rec_id = text.split(" measurement ", 1)[1].split()[0]
+        return ("measured, calibration " if text.startswith("measured") else "measured matmul, calibration ") + rec_id
+    return text
+
+
 def render(rec) -> str:
     from ..units import format_si, format_usd
     from .common import table
@@ -128,7 +161,7 @@ def render(rec) -> str:
         rows += [
             ["GPUs", f"{t.gpus} x {t.gpu}", ""],
             ["layout", _lay(t.layout), ""],
-            ["MFU (model FLOPs)", f"{t.mfu:.1%} ({t.mfu_provenance})", ""],
+            ["MFU (model FLOPs)", f"{t.mfu:.1%} ({_short_provenance(t.mfu_provenance)})", ""],
             ["wall-clock", f"{t.wall_clock_days:.1f} days",
              f"{u.wall_clock_days.p10:.1f} .. {u.wall_clock_days.p90:.1f}" if u and u.wall_clock_days else ""],
             ["GPU-hours", format_si(t.gpu_hours),

@@ -33,6 +33,12 @@ def register(subparsers) -> None:
                         help="a measured MFU (0-1) that replaces the model's for the chosen layout")
     parser.add_argument("--measured-tflops", type=positive("measured-tflops"), metavar="TFLOPS",
                         help="a measured large-GEMM bf16 TFLOP/s per device that replaces the profile's prior")
+    parser.add_argument("--calibrated", action="store_true",
+                        help="use the newest measured MFU (training record, same precision) and bf16 matmul FLOP/s "
+                             "(probe record) of the profile in the calibration history; explicit --measured-* win")
+    parser.add_argument("--calibration-dir", metavar="DIR",
+                        help="calibration history directory for --calibrated (default "
+                             "$SCALING_PLANNER_CALIBRATION_DIR, else ~/.scaling-planner/calibration)")
     parser.add_argument("--dp-overlap", type=float, default=None, metavar="FRACTION",
                         help="share of the DP gradient reduction hidden behind backward (default 0.8)")
     parser.add_argument("--no-flash-attention", action="store_true", help="model an unfused attention core")
@@ -72,10 +78,22 @@ def run(args: argparse.Namespace) -> int:
     overlap = DEFAULT_DP_OVERLAP if args.dp_overlap is None else args.dp_overlap
     if not 0 <= overlap <= 1:
         raise InputError("dp-overlap", f"must be in [0, 1], got {overlap:g}")
+    if args.calibration_dir is not None and not args.calibrated:
+        raise InputError("calibration-dir", "only read with --calibrated")
+    mfu = args.measured_mfu
+    matmul = None if args.measured_tflops is None else args.measured_tflops * 1e12
+    use = None
+    if args.calibrated:
+        from ..planning.calibration import resolve
+
+        use = resolve("latest", args.calibration_dir, profile.name, args.precision, explicit_mfu=mfu,
+                      explicit_matmul_flops_per_s=matmul)
+        mfu = mfu if mfu is not None else use.mfu
+        matmul = matmul if matmul is not None else use.matmul_flops_per_s
     result = simulate_training(
         arch, args.tokens, profile, args.gpus, params=args.params, global_batch=args.global_batch,
-        precision=args.precision, price_usd_per_hour=args.price, measured_mfu=args.measured_mfu,
-        measured_matmul_flops_per_s=None if args.measured_tflops is None else args.measured_tflops * 1e12,
+        precision=args.precision, price_usd_per_hour=args.price, measured_mfu=mfu,
+        measured_matmul_flops_per_s=matmul,
         dp_overlap=overlap, flash_attention=not args.no_flash_attention, top=args.top,
         energy_options={k: v for k, v in (("pue", args.pue), ("grid_kg_co2_per_kwh", args.grid_co2))
                         if v is not None},
@@ -85,9 +103,17 @@ def run(args: argparse.Namespace) -> int:
              else args.checkpoint_write_gbps * 1e9)) if v is not None},
     )
     if args.json:
-        print_json(result)
+        doc = result.model_dump(mode="json")
+        if use is not None:
+            doc["calibration"] = use.model_dump(mode="json")
+        print_json(doc)
         return 0
     _print(result)
+    if use is not None:
+        for line in use.used:
+            print(f"  calibration: used {line}")
+        for line in use.notes:
+            print(f"  calibration: {line}")
     return 0
 
 

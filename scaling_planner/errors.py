@@ -34,3 +34,14 @@ class MeasurementError(PlannerError):
     """Measuring the cluster failed (no device, a probe timed out, a node died) (exit 4)."""
 
     exit_code = 4
+
+
+class GateRejectedError(InfeasibleError):
+    """The pre-flight gate rejected a training job: the message says which limits and by how much (exit 3).
+
+    ``violations`` holds one :class:`scaling_planner.gate.GateViolation` per limit broken.
+    """
+
+    def __init__(self, message: str, violations=()):
+        self.violations = list(violations)
+        super().__init__(message)

@@ -1,0 +1,157 @@
+"""The pre-flight gate: reject a training job before it spends a GPU-hour.
+
+Given a plan (a :class:`~scaling_planner.planner.Recommendation` or a simulator
+:class:`~scaling_planner.plan.SimulationResult`) and the limits a team sets, the gate says which limits
+the job breaks and by how much:
+
+* predicted cost above ``max_cost_usd``;
+* predicted wall-clock above ``deadline_days``;
+* measured MFU (a real training step on this cluster, from the calibration history or the MFU meter)
+  below ``min_mfu``; with ``require_measured_mfu`` a missing measurement is itself a rejection;
+* a job that fits in no layout (the simulator's InfeasibleError), or GPUs more than ``max_gpus``.
+
+Pure Python: the Prefect task ``preflight_gate`` (``scaling_planner.tasks``) wraps :func:`enforce`, which
+raises :class:`~scaling_planner.errors.GateRejectedError` so the flow run ends Failed with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import GateRejectedError
+
+
+class GateLimits(BaseModel):
+    """What a job must stay within; a limit left ``None`` is not checked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_cost_usd: float | None = Field(None, gt=0, description="training cost budget (USD)")
+    deadline_days: float | None = Field(None, gt=0, description="wall-clock deadline for training (days)")
+    min_mfu: float | None = Field(None, gt=0, le=1, description="floor on the measured MFU of a real training step")
+    max_gpus: int | None = Field(None, ge=1, description="most devices the job may use")
+    require_measured_mfu: bool = Field(False, description="reject when no MFU was measured on this cluster")
+
+    @field_validator("max_cost_usd", "deadline_days", "min_mfu")
+    @classmethod
+    def _finite(cls, v):
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be finite")
+        return v
+
+
+class GateViolation(BaseModel):
+    limit: str = Field(description="which limit: max_cost_usd, deadline_days, min_mfu, max_gpus, memory")
+    allowed: float | None = None
+    predicted: float | None = None
+    excess: float | None = Field(None, description="predicted - allowed (min_mfu: allowed - measured)")
+    excess_fraction: float | None = Field(None, description="excess / allowed")
+    message: str
+
+
+class GateDecision(BaseModel):
+    passed: bool
+    violations: list[GateViolation] = Field(default_factory=list)
+    checked: list[str] = Field(default_factory=list, description="limits that were checked")
+    notes: list[str] = Field(default_factory=list, description="limits that could not be checked, and why")
+    cost_usd: float | None = None
+    wall_clock_days: float | None = None
+    gpus: int | None = None
+    mfu_measured: float | None = None
+    mfu_source: str | None = None
+
+    def summary(self) -> str:
+        if self.passed:
+            return "pre-flight passed: " + (", ".join(self.checked) if self.checked else "no limits set")
+        return "pre-flight rejected: " + "; ".join(v.message for v in self.violations)
+
+
+def _training_figures(plan) -> tuple[float | None, float | None, int | None]:
+    """(cost USD, wall-clock days, GPUs) from a Recommendation or a SimulationResult."""
+    training = getattr(plan, "training", None)
+    if training is None:
+        return None, None, None
+    return float(training.cost_usd), float(training.wall_clock_days), int(training.gpus)
+
+
+def _over(limit: str, allowed: float, predicted: float, what: str, fmt) -> GateViolation:
+    excess = predicted - allowed
+    return GateViolation(
+        limit=limit, allowed=allowed, predicted=predicted, excess=excess, excess_fraction=excess / allowed,
+        message=f"{what} {fmt(predicted)} exceeds {limit} {fmt(allowed)} by {fmt(excess)} ({excess / allowed:+.0%})")
+
+
+def _usd(x: float) -> str:
+    return f"${x:,.0f}" if abs(x) >= 100 else f"${x:,.2f}"
+
+
+def _days(x: float) -> str:
+    return f"{x:.3g} days" if abs(x) >= 1 else f"{x * 24:.3g} h"
+
+
+def evaluate(plan=None, limits: GateLimits | None = None, *, measured_mfu: float | None = None,
+             mfu_source: str | None = None, infeasible_reason: str | None = None) -> GateDecision:
+    """Check ``plan`` against ``limits``; ``infeasible_reason`` is the simulator's message when no
+    layout fits (then the plan may be None)."""
+    limits = limits or GateLimits()
+    violations: list[GateViolation] = []
+    checked: list[str] = []
+    notes: list[str] = []
+    cost, days, gpus = _training_figures(plan) if plan is not None else (None, None, None)
+
+    checked.append("memory")
+    if infeasible_reason:
+        violations.append(GateViolation(limit="memory", message=f"the job does not fit: {infeasible_reason}"))
+    elif plan is None or cost is None:
+        notes.append("no training estimate (no GPU profile): cost, deadline and memory not checked")
+
+    if limits.max_cost_usd is not None:
+        if cost is None:
+            notes.append("max_cost_usd not checked: no cost estimate")
+        else:
+            checked.append("max_cost_usd")
+            if cost > limits.max_cost_usd:
+                violations.append(_over("max_cost_usd", limits.max_cost_usd, cost, "predicted cost", _usd))
+    if limits.deadline_days is not None:
+        if days is None:
+            notes.append("deadline_days not checked: no wall-clock estimate")
+        else:
+            checked.append("deadline_days")
+            if days > limits.deadline_days:
+                violations.append(_over("deadline_days", limits.deadline_days, days, "predicted wall-clock", _days))
+    if limits.max_gpus is not None and gpus is not None:
+        checked.append("max_gpus")
+        if gpus > limits.max_gpus:
+            violations.append(_over("max_gpus", float(limits.max_gpus), float(gpus), "planned GPUs",
+                                    lambda x: f"{x:.0f}"))
+    if limits.min_mfu is not None or limits.require_measured_mfu:
+        if measured_mfu is None:
+            if limits.require_measured_mfu:
+                violations.append(GateViolation(
+                    limit="min_mfu", allowed=limits.min_mfu,
+                    message="no MFU measured on this cluster and require_measured_mfu is set "
+                            "(run the training flow or record one with the MFU meter)"))
+            else:
+                notes.append("min_mfu not checked: no MFU measured on this cluster")
+        elif limits.min_mfu is not None:
+            checked.append("min_mfu")
+            if measured_mfu < limits.min_mfu:
+                short = limits.min_mfu - measured_mfu
+                violations.append(GateViolation(
+                    limit="min_mfu", allowed=limits.min_mfu, predicted=measured_mfu, excess=short,
+                    excess_fraction=short / limits.min_mfu,
+                    message=f"measured MFU {measured_mfu:.3f} is below min_mfu {limits.min_mfu:.3f} "
+                            f"by {short:.3f} ({-short / limits.min_mfu:+.0%})"
+                            + (f" [{mfu_source}]" if mfu_source else "")))
+    return GateDecision(passed=not violations, violations=violations, checked=checked, notes=notes,
+                        cost_usd=cost, wall_clock_days=days, gpus=gpus, mfu_measured=measured_mfu,
+                        mfu_source=mfu_source)
+
+
+def enforce(decision: GateDecision) -> GateDecision:
+    """Return the decision when it passed; otherwise raise GateRejectedError naming every broken limit."""
+    if not decision.passed:
+        raise GateRejectedError(decision.summary(), decision.violations)
+    return decision

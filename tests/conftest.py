@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ import pytest
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect: a fresh home per session (its INPUTS cache lives there and would leak across runs), a
+# generous server start-up timeout for a loaded 2-core CI box, and never a real server.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.pop("PREFECT_API_URL", None)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -21,3 +27,23 @@ def chinchilla_runs_path() -> Path:
     if not CHINCHILLA_RUNS.exists():
         pytest.fail(f"reference data missing: {CHINCHILLA_RUNS} (CI runs with ../shared beside the repo)")
     return CHINCHILLA_RUNS
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect server + SQLite database for the session (reference/stack_notes.md §2);
+    flow heartbeats off (they cost ~1 s per flow run). Only Prefect integration tests ask for it."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90), \
+            temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+@pytest.fixture
+def calibration_dir(tmp_path, monkeypatch) -> Path:
+    """An empty calibration history for one test (never the user's ~/.scaling-planner)."""
+    d = tmp_path / "calibration"
+    monkeypatch.setenv("SCALING_PLANNER_CALIBRATION_DIR", str(d))
+    return d

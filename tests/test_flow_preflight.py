@@ -1,0 +1,73 @@
+"""The pre-flight flow under Prefect's test harness: a passing run ends Completed with its artifacts,
+a rejected one ends Failed with the limit and the excess in its message."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from flows.preflight import PreflightRequest, preflight
+from scaling_planner.gate import GateLimits
+
+
+def _artifacts(flow_run_id):
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        flt = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        arts = client.read_artifacts(artifact_filter=flt)
+    return {a.key: a for a in arts}
+
+
+@pytest.mark.slow
+def test_passing_preflight_completes_with_plan_and_artifacts(prefect_harness, calibration_dir):
+    req = PreflightRequest(target_loss=2.2, gpu="h100-sxm", measure=False, size_job=False)
+    state = preflight(req, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result.kind == "recommend" and result.gate.passed
+    assert result.plan["model"]["loss"] == pytest.approx(2.2, abs=1e-6)
+    assert result.plan["training"]["gpu"] == "h100-sxm"
+    arts = _artifacts(state.state_details.flow_run_id)
+    assert {"plan", "preflight-gate"} <= set(arts)
+    assert "Pre-flight plan" in arts["plan"].data and "PASSED" in arts["preflight-gate"].data
+
+
+@pytest.mark.slow
+def test_rejected_preflight_fails_with_the_reason(prefect_harness, calibration_dir):
+    req = PreflightRequest(target_loss=2.2, gpu="h100-sxm", measure=False, size_job=False,
+                           limits=GateLimits(max_cost_usd=1000.0))
+    state = preflight(req, return_state=True)
+    assert state.is_failed()
+    assert "max_cost_usd" in state.message and "exceeds" in state.message
+    arts = _artifacts(state.state_details.flow_run_id)
+    assert "REJECTED" in arts["preflight-gate"].data
+
+
+@pytest.mark.slow
+def test_fixed_job_that_does_not_fit_is_rejected(prefect_harness, calibration_dir):
+    # 400B parameters on one 80 GB GPU: weights alone exceed its memory
+    req = PreflightRequest(params=4e11, tokens=1e12, gpu="h100-sxm", gpus=1, measure=False, size_job=False)
+    state = preflight(req, return_state=True)
+    assert state.is_failed() and "does not fit" in state.message
+
+
+def test_request_validation_names_the_field():
+    with pytest.raises(ValidationError, match="one objective"):
+        PreflightRequest(target_loss=2.0, budget_usd=1e6)
+    with pytest.raises(ValidationError, match="both params and tokens"):
+        PreflightRequest(params=1e9)
+    with pytest.raises(ValidationError, match="target_loss"):
+        PreflightRequest(target_loss=-1)
+    assert PreflightRequest().target_loss == 2.0  # the default objective
+
+
+def test_request_is_a_form_schema():
+    """Prefect renders the UI form from the flow's parameter schema: the request model must be in it."""
+    from prefect.utilities.callables import parameter_schema
+
+    schema = parameter_schema(preflight.fn)
+    assert "request" in schema.properties
+    defs = schema.definitions
+    assert "PreflightRequest" in defs and "target_loss" in defs["PreflightRequest"]["properties"]

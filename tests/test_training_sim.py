@@ -151,3 +151,65 @@ def test_cli_table_and_exit_codes(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["simulate", "--params", "0", "--tokens", "1e12", "--gpu", "h100-sxm", "--gpus", "8"])
     assert exc.value.code == 2
+
+
+# DeepSpeed's pipeline engine (v0.5.3): blocking p2p with whole gradients, unfused gradient accumulation
+
+
+def test_deepspeed_engine_adds_exactly_its_p2p_and_accumulation(h100):
+    """Per micro-batch the DeepSpeed engine adds two whole-gradient transfers, the TP all-gather of the
+    received activation and one 16-bit gradient accumulation pass; the pipeline pays them m + p - 1 times."""
+    from scaling_planner.simulate.memory import stage_param_counts
+    from scaling_planner.simulate.training import GRAD_ACCUMULATE_BYTES, PARAM_TENSORS_PER_LAYER
+
+    arch, r = get_arch("llama3-70b"), eff.DeviceRates(h100)
+    s, b, t, p, d, m = 8192, 1, 8, 8, 4, 32
+    kw = dict(s=s, b=b, t=t, p=p, d=d, e=1, v=1, m=m, recompute=2, zero=1, sp=True, dp_overlap=0.0)
+    mg = step_time(arch, r, **kw)
+    ds = step_time(arch, r, pipeline_engine="deepspeed", **kw)
+    act = s * b * arch.d_model * 2.0
+    p2p_extra = 2 * float(eff.p2p_time_s(r, act, True)) + float(eff.gather_time_s(r, act, t, False))
+    params = sum(float(x) for x in stage_param_counts(arch, t, p, 1))
+    kernels = arch.n_layers / p * PARAM_TENSORS_PER_LAYER
+    accumulate = float(eff.memory_time_s(r, GRAD_ACCUMULATE_BYTES * params, kernels))
+    expected = (m + p - 1) * (p2p_extra + accumulate)
+    assert float(ds["total"] - mg["total"]) == pytest.approx(expected, rel=1e-9)
+    assert float(ds["grad_accumulation"]) == pytest.approx(m * accumulate)
+    # the extra is a few per cent of the step, not a fudge factor
+    assert 0.01 < expected / float(mg["total"]) < 0.15
+
+
+def test_deepspeed_engine_hides_no_gradient_reduction(h100):
+    arch, r = get_arch("llama3-70b"), eff.DeviceRates(h100)
+    kw = dict(s=8192, b=1, t=8, p=8, d=4, e=1, v=1, m=32, recompute=1, zero=1, sp=True, dp_overlap=0.8)
+    assert float(step_time(arch, r, **kw)["dp_comm_hidden"]) > 0
+    ds = step_time(arch, r, pipeline_engine="deepspeed", **kw)
+    assert float(ds["dp_comm_hidden"]) == 0 and float(ds["dp_comm"]) > 0
+
+
+def test_deepspeed_engine_refuses_interleaving_and_unknown_engines(h100):
+    arch, r = get_arch("llama3-70b"), eff.DeviceRates(h100)
+    kw = dict(s=8192, b=1, t=8, p=8, d=4, e=1, m=32, recompute=1, zero=1, sp=True)
+    with pytest.raises(InputError, match="interleave"):
+        step_time(arch, r, v=2, pipeline_engine="deepspeed", **kw)
+    with pytest.raises(InputError, match="pipeline_engine"):
+        step_time(arch, r, v=1, pipeline_engine="gpipe", **kw)
+    with pytest.raises(InputError, match="pipeline_engine"):
+        simulate_training(arch, 1e12, h100, 64, pipeline_engine="gpipe")
+
+
+def test_deepspeed_grid_has_no_interleave_and_no_zero2_with_pp():
+    g = layout_grid(get_arch("llama3-70b"), 512, pipeline_engine="deepspeed")
+    assert np.all(g["v"] == 1)
+    assert not np.any((g["p"] > 1) & (g["zero"] >= 2))
+    assert np.any((g["p"] == 1) & (g["zero"] == 3))  # ZeRO-3 without pipelining stays a candidate
+
+
+def test_deepspeed_search_is_never_faster_than_megatron(h100):
+    arch = get_arch("llama3-70b")
+    mg = simulate_training(arch, 1e12, h100, 256)
+    ds = simulate_training(arch, 1e12, h100, 256, pipeline_engine="deepspeed")
+    per_token = [x.training.step_time_s / x.training.layout.global_batch_tokens for x in (mg, ds)]
+    assert per_token[1] >= per_token[0]
+    assert ds.training.layout.interleave == 1
+    assert any("DeepSpeed" in n for n in ds.training.notes)

@@ -13,6 +13,26 @@ Recompute (Korthikanti et al. 2022): ``full`` re-runs each layer's forward (GEMM
 TP collectives) before its backward; ``selective`` re-runs only the attention core (QK^T, softmax,
 dropout, AV). Model FLOPs exclude recompute (MFU), hardware FLOPs include it (HFU).
 
+Pipeline engine (``pipeline_engine``): ``"megatron"`` (default) is Megatron-LM's 1F1B, optionally
+interleaved, whose send/recv pairs are fused and whose gradient accumulation is fused into the
+weight-gradient GEMM (Megatron-LM ``--gradient-accumulation-fusion``, on by default).
+``"deepspeed"`` is DeepSpeed's ``PipelineEngine`` as of v0.5.3 (September 2021, the engine of
+Megatron-DeepSpeed that trained MT-NLG), read from its source (microsoft/DeepSpeed
+``deepspeed/runtime/pipe/{engine,p2p,schedule}.py``):
+
+* ``TrainSchedule`` is plain 1F1B, no interleaving (``v`` must be 1); simulated with blocking
+  rendezvous sends it costs the same (m + p - 1) micro-batch times as Megatron's schedule;
+* every send/recv is a separate blocking call (``p2p.send`` forces ``async_op = False``): four
+  transfers per micro-batch per stage on the critical path (receive and send the activation,
+  receive and send its gradient) instead of two fused exchanges;
+* activations are split over the TP group before the send and all-gathered (NVLink) after it
+  (``is_pipe_partitioned``), but gradients travel whole, ``b s h`` per GPU over its own NIC
+  (``is_grad_partitioned = False`` up to v0.5.3; commit e2fdd254e of 2021-09-29 split them too);
+* micro-batch gradients are summed in ``param.grad`` by autograd (read new + read + write the
+  16-bit gradient, ``GRAD_ACCUMULATE_BYTES`` per parameter) after every backward;
+* ZeRO stages 2 and 3 are refused with pipeline parallelism (an assertion in the engine), and the
+  gradient reduction runs after the pipeline flush (``ReduceGrads`` in the last step).
+
 The search, the validation tests and the benchmark's per-candidate loop all call the very same
 ``step_time`` and ``memory_breakdown``; the search just calls them once on the whole grid.
 """
@@ -21,9 +41,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InfeasibleError, InputError
 from . import efficiency as eff
 from .architecture import Architecture
-from .memory import RECOMPUTE_FULL, RECOMPUTE_SELECTIVE
+from .memory import RECOMPUTE_FULL, RECOMPUTE_SELECTIVE, stage_param_counts
 
 ACT_BYTES = 2.0  # 16-bit activations on the wire and in HBM
 GRAD_REDUCE_BYTES = 4.0  # Megatron reduces fp32 main gradients
@@ -35,6 +56,10 @@ OPTIMIZER_STEP_BYTES = 30.0
 TOKEN_OPS_BYTES = 22.0  # 2 x layernorm (r2+w2) + 2 x bias-dropout-residual (r2+r2+w2+mask1)
 CORE_OPS_BYTES = 9.0  # scale-mask-softmax (r2+w2) + dropout (r2+w2+mask1) on the a x s x s scores
 TOKEN_KERNELS, CORE_KERNELS = 6.0, 2.0
+PIPELINE_ENGINES = ("megatron", "deepspeed")
+# unfused gradient accumulation (autograd ``param.grad += g`` in 16 bits): read g, read and write grad
+GRAD_ACCUMULATE_BYTES = 6.0
+PARAM_TENSORS_PER_LAYER = 12.0  # GPT layer: 2 layernorms + 4 linear layers, weight and bias each
 
 
 def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flash_attention=False):
@@ -105,14 +130,21 @@ def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flas
 
 
 def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v, m, recompute, zero, sp,
-              dp_overlap=0.0, flash_attention=False):
+              dp_overlap=0.0, flash_attention=False, pipeline_engine="megatron"):
     """Time of one optimizer step (seconds) and its breakdown, for arrays of layouts.
 
     ``m`` micro-batches of ``b`` sequences per pipeline; ``dp_overlap`` is the fraction of the
     data-parallel gradient reduction hidden behind the backward pass (0: reduced after the flush,
-    as in Megatron 2021). Returns a dict of arrays, all in seconds except the FLOP counts.
+    as in Megatron 2021 and in DeepSpeed's pipeline engine); ``pipeline_engine`` is ``"megatron"``
+    or ``"deepspeed"`` (module docstring). Returns a dict of arrays, all in seconds except the FLOP
+    counts.
     """
+    if pipeline_engine not in PIPELINE_ENGINES:
+        raise InputError("pipeline_engine", f"must be one of {', '.join(PIPELINE_ENGINES)}, got {pipeline_engine!r}")
+    deepspeed = pipeline_engine == "deepspeed"
     s, b, t, p, d, e, v, m = (np.asarray(x, dtype=float) for x in (s, b, t, p, d, e, v, m))
+    if deepspeed and np.any((v > 1) & (p > 1)):
+        raise InputError("interleave", "DeepSpeed's pipeline engine has no interleaved schedule; use 1")
     recompute = np.asarray(recompute)
     zero = np.asarray(zero)
     lt = layer_times(arch, rates, s, b, t, e, sp, flash_attention)
@@ -131,15 +163,24 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
     # pipeline p2p: each of v chunks sends activations forward and gradients backward
     # (scatter/gather over the TP group, Narayanan et al. 2021 §4.1)
     inter_pp = t * p > rates.devices_per_node
-    p2p = np.where(p > 1, 2.0 * v * eff.p2p_time_s(rates, T * h * ACT_BYTES / t, inter_pp), 0.0)
+    act = T * h * ACT_BYTES
+    nonexp, expert = stage_param_counts(arch, t, p, e)
+    if deepspeed:
+        # four blocking transfers: activation in and out (1/t each, then all-gathered over the TP
+        # group), its gradient in and out whole; then the unfused gradient accumulation
+        p2p = np.where(p > 1, 2.0 * eff.p2p_time_s(rates, act / t, inter_pp)
+                       + 2.0 * eff.p2p_time_s(rates, act, inter_pp)
+                       + eff.gather_time_s(rates, act, t, t > rates.devices_per_node), 0.0)
+        accumulate = np.where(m > 1, eff.memory_time_s(rates, GRAD_ACCUMULATE_BYTES * (nonexp + expert),
+                                                       layers * PARAM_TENSORS_PER_LAYER), 0.0)
+    else:
+        p2p = np.where(p > 1, 2.0 * v * eff.p2p_time_s(rates, act / t, inter_pp), 0.0)
+        accumulate = np.zeros_like(p2p)
     compute_mb = layers * (lt["gemm"] + lt["core"]) * 3.0 + logits
-    t_mb = layers * (fwd + bwd + re) + logits + p2p
+    t_mb = layers * (fwd + bwd + re) + logits + p2p + accumulate
     bubble = (p - 1.0) / v * t_mb
     pipeline = m * t_mb + bubble
     # data parallel: gradient reduction (and weight gather with a sharded optimizer)
-    from .memory import stage_param_counts
-
-    nonexp, expert = stage_param_counts(arch, t, p, e)
     dp_inter = t * p * d > rates.devices_per_node
     dexp = np.maximum(d / e, 1.0)
     ar = (eff.all_reduce_time_s(rates, nonexp * GRAD_REDUCE_BYTES, d, dp_inter)
@@ -150,7 +191,9 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
               + eff.gather_time_s(rates, expert * (GRAD_REDUCE_BYTES + 2 * PARAM_GATHER_BYTES), dexp, dp_inter))
     dp_total = np.where(zero >= 3, z3, np.where(zero >= 1, rs_ag, ar))
     backward_window = m * layers * bwd
-    hidden = np.minimum(dp_overlap * dp_total, backward_window)
+    # DeepSpeed's pipeline engine reduces after the flush (ReduceGrads in its last step)
+    overlap = np.where(deepspeed & (p > 1), 0.0, dp_overlap)
+    hidden = np.minimum(overlap * dp_total, backward_window)
     dp_exposed = dp_total - hidden
     # optimizer: streaming Adam over this GPU's shard
     opt_params = np.where(zero >= 1, nonexp / d + expert / dexp, nonexp + expert)
@@ -170,6 +213,7 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
         "tp_comm": m * layers * 2.0 * lt["tp"],
         "moe_all_to_all": m * layers * 2.0 * lt["a2a"],
         "pp_comm": m * p2p,
+        "grad_accumulation": m * accumulate,
         "bubble": bubble,
         "dp_comm": dp_exposed,
         "dp_comm_hidden": hidden,
@@ -185,7 +229,6 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
 # =================================================================================================
 from dataclasses import dataclass, field  # noqa: E402
 
-from ..errors import InfeasibleError, InputError  # noqa: E402
 from .memory import RECOMPUTE_NAMES, memory_breakdown  # noqa: E402
 
 REASONS = ("feasible", "memory", "batch", "interleave", "expert")
@@ -213,15 +256,18 @@ def _divisors(n: int) -> list[int]:
 
 def layout_grid(arch: Architecture, n_devices: int, *, global_batch: int | None = None,
                 micro_batches=MICRO_BATCHES, interleaves=INTERLEAVES, zero_stages=ZERO_STAGES,
-                recomputes=RECOMPUTES, max_tp: int = 64) -> dict[str, np.ndarray]:
+                recomputes=RECOMPUTES, max_tp: int = 64, pipeline_engine: str = "megatron") -> dict[str, np.ndarray]:
     """Every candidate TP x PP x DP (x EP) x micro-batch x interleave x recompute x ZeRO, as flat arrays.
 
     TP is a power-of-two divisor of the head count (<= ``max_tp``), PP a divisor of G with at most one
     stage per layer, DP = G/(TP PP), EP a divisor of DP and of the expert count (MoE only). Sequence
     parallelism is on whenever TP > 1 (same TP traffic, less activation memory). With no
     ``global_batch`` each candidate takes the whole number of micro-batches closest to
-    ``DEFAULT_BATCH_TOKENS``.
+    ``DEFAULT_BATCH_TOKENS``. With ``pipeline_engine="deepspeed"`` there is no interleaving and no
+    ZeRO-2/3 once PP > 1 (DeepSpeed's pipeline engine refuses both).
     """
+    if pipeline_engine == "deepspeed":
+        interleaves = (1,)
     G = int(n_devices)
     tps = [t for t in _divisors(G) if t <= max_tp and t & (t - 1) == 0 and arch.n_heads % t == 0]
     pps = [p for p in _divisors(G) if p <= arch.n_layers]
@@ -237,6 +283,8 @@ def layout_grid(arch: Architecture, n_devices: int, *, global_batch: int | None 
     t, p, d, e = base[idx].T
     # PP = 1 has no interleaving to choose
     keep = (p > 1) | (v == 1)
+    if pipeline_engine == "deepspeed":
+        keep &= (p == 1) | (z <= 1)
     t, p, d, e, b, v, rc, z = (x[keep] for x in (t, p, d, e, b, v, rc, z))
     s = arch.seq_len
     if global_batch is None:
@@ -253,7 +301,8 @@ def layout_grid(arch: Architecture, n_devices: int, *, global_batch: int | None 
 
 
 def evaluate_grid(arch: Architecture, rates: eff.DeviceRates, grid: dict[str, np.ndarray], *,
-                  dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True) -> dict[str, np.ndarray]:
+                  dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True,
+                  pipeline_engine: str = "megatron") -> dict[str, np.ndarray]:
     """Memory, step time, throughput, MFU and the rejection reason of every candidate (one numpy pass)."""
     g = grid
     s = arch.seq_len
@@ -261,7 +310,7 @@ def evaluate_grid(arch: Architecture, rates: eff.DeviceRates, grid: dict[str, np
                            recompute=g["recompute"], zero=g["zero"], sp=g["sp"], flash_attention=flash_attention)
     st = step_time(arch, rates, s=s, b=g["b"], t=g["t"], p=g["p"], d=g["d"], e=g["e"], v=g["v"], m=g["m"],
                    recompute=g["recompute"], zero=g["zero"], sp=g["sp"], dp_overlap=dp_overlap,
-                   flash_attention=flash_attention)
+                   flash_attention=flash_attention, pipeline_engine=pipeline_engine)
     n = g["t"] * g["p"] * g["d"]
     tokens = g["B"] * s
     model_flops = arch.megatron_flops_per_token(s) * tokens
@@ -296,13 +345,15 @@ class SearchOutcome:
 
 
 def search_layouts(arch: Architecture, rates: eff.DeviceRates, n_devices: int, *, global_batch: int | None = None,
-                   dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True) -> SearchOutcome:
+                   dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True,
+                   pipeline_engine: str = "megatron") -> SearchOutcome:
     """Evaluate the whole grid and rank feasible layouts by time per token (then memory)."""
     import time
 
     t0 = time.perf_counter()
-    grid = layout_grid(arch, n_devices, global_batch=global_batch)
-    res = evaluate_grid(arch, rates, grid, dp_overlap=dp_overlap, flash_attention=flash_attention)
+    grid = layout_grid(arch, n_devices, global_batch=global_batch, pipeline_engine=pipeline_engine)
+    res = evaluate_grid(arch, rates, grid, dp_overlap=dp_overlap, flash_attention=flash_attention,
+                        pipeline_engine=pipeline_engine)
     feasible = np.flatnonzero(res["reason"] == 0)
     order = feasible[np.lexsort((res["mem"]["total"][feasible], res["time_per_token"][feasible]))]
     return SearchOutcome(grid, res, order, time.perf_counter() - t0)
@@ -344,12 +395,14 @@ def simulate_training(
     measured_mfu: float | None = None, measured_matmul_flops_per_s: float | None = None,
     dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True, top: int = 5,
     energy_options: dict | None = None, reliability_options: dict | None = None,
+    pipeline_engine: str = "megatron",
 ):
     """Best layout for training ``arch`` on ``tokens`` with ``n_devices`` of ``profile``; a SimulationResult.
 
     ``energy_options`` go to :func:`energy.training_energy_cost` (pue, grid_kg_co2_per_kwh,
     host_w_per_device, utilization) and ``reliability_options`` to :func:`reliability.goodput`
-    (interruptions_per_device_hour, storage_write_bytes_per_s, restart_s).
+    (interruptions_per_device_hour, storage_write_bytes_per_s, restart_s). ``pipeline_engine`` is
+    ``"megatron"`` or ``"deepspeed"`` (see the module docstring).
 
     Raises InputError for bad input and InfeasibleError (with what fails and by how much) when no
     layout fits.
@@ -389,9 +442,11 @@ def simulate_training(
         raise InputError("measured_mfu", f"must be in (0, 1], got {measured_mfu}")
     if not 0 <= dp_overlap <= 1:
         raise InputError("dp_overlap", f"must be in [0, 1], got {dp_overlap}")
+    if pipeline_engine not in PIPELINE_ENGINES:
+        raise InputError("pipeline_engine", f"must be one of {', '.join(PIPELINE_ENGINES)}, got {pipeline_engine!r}")
     rates = eff.DeviceRates(profile, precision, measured_matmul_flops_per_s)
     out = search_layouts(arch, rates, n_devices, global_batch=global_batch, dp_overlap=dp_overlap,
-                         flash_attention=flash_attention)
+                         flash_attention=flash_attention, pipeline_engine=pipeline_engine)
     grid, res = out.grid, out.result
     n_cand = int(grid["t"].size)
     reasons = res["reason"]
@@ -466,6 +521,9 @@ def simulate_training(
     if arch.is_moe:
         notes.append("MoE: balanced routing assumed; experts split over EP and TP")
     notes.append("attention: fused (flash) kernels assumed" if flash_attention else "attention: unfused")
+    if pipeline_engine == "deepspeed":
+        notes.append("pipeline: DeepSpeed engine (blocking p2p, whole gradients between stages, unfused "
+                      "gradient accumulation, no interleaving, ZeRO <= 1 with PP)")
     if precision == "fp8":
         notes.append("fp8: GEMMs at the fp8 dense peak; weights, optimizer and activations kept as for bf16")
     curve = (f"GEMM t = max(F/({rates.achievable_fraction:.3g} x peak), bytes/({eff.MEMORY_EFFICIENCY} x HBM BW)) "

@@ -102,30 +102,78 @@ def test_ptdp_days_for_300b_tokens(a100):
     assert days == pytest.approx(84, rel=0.10)
 
 
-# MT-NLG (Smith et al. 2022 §2.4): 530B, TP 8, PP 35, global batch 1920, DeepSpeed pipeline (1F1B)
-MTNLG = [(2240, 60.1), (2800, 50.2), (3360, 44.4)]
+# MT-NLG (Smith et al. 2022, arXiv:2201.11990, §2.4): 530B (105 x 20480, 128 heads, s 2048), TP 8 x PP 35
+# on 280/350/420 DGX A100-80GB of Selene (DP 8/10/12, 8 x 200 Gb/s HDR per node), global batch 1920,
+# micro-batch 1 (m = 240/192/160), full recompute, ZeRO-1, DeepSpeed's pipeline engine (plain 1F1B) with
+# Megatron's tensor slicing. Measured s/iteration and the TFLOP/s per GPU the paper derives from them.
+MTNLG = [(2240, 60.1, 126), (2800, 50.2, 121), (3360, 44.4, 113)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "predicted 23-26 % faster: MT-NLG's DeepSpeed+Megatron stack ran 0.22 s per micro-batch per stage, "
-    "25 % slower than Megatron's own PTD-P/Korthikanti runs of the same model on the same Selene nodes "
-    "(0.17-0.18 s); no hardware or layout term in the model explains it"))
-@pytest.mark.parametrize("n,measured", MTNLG)
-def test_mtnlg_iteration_time_within_10pct(a100, n, measured):
-    arch = get_arch("megatron-530b")
+def _mtnlg_s(a100, n, engine="deepspeed"):
     d = n // 280
-    st = step_time(arch, a100, s=2048, b=1, t=8, p=35, d=d, e=1, v=1, m=1920 // d, recompute=RECOMPUTE_FULL,
-                   zero=1, sp=False, dp_overlap=0.0, flash_attention=False)
-    assert float(st["total"]) == pytest.approx(measured, rel=0.10)
+    st = step_time(get_arch("megatron-530b"), a100, s=2048, b=1, t=8, p=35, d=d, e=1, v=1, m=1920 // d,
+                   recompute=RECOMPUTE_FULL, zero=1, sp=False, dp_overlap=0.0, flash_attention=False,
+                   pipeline_engine=engine)
+    return float(st["total"])
+
+
+def test_mtnlg_reported_tflops_count_recompute():
+    """The paper's 126/121/113 TFLOP/s are hardware FLOPs: eq. 3 of Narayanan et al. (96 B s L h^2 ...,
+    recompute included) over the measured iteration times gives 125.7/120.4/113.5, while model FLOPs
+    (72 B s L h^2 ...) would give 94/90/85. So the iteration time, which the tests compare, is the
+    unambiguous quantity; comparing a predicted MFU with 126/312 would be off by the recompute share."""
+    arch = get_arch("megatron-530b")
+    for n, seconds, tflops in MTNLG:
+        assert _ptdp_flops(arch, 1920) / (n * seconds) / 1e12 == pytest.approx(tflops, rel=0.01)
+
+
+MTNLG_RESIDUAL = (
+    "DeepSpeed engine predicts 50.3/41.6/35.8 s, -16/-17/-19 %: measured (T - fixed)/(m + p - 1) is "
+    "217/220/226 ms per micro-batch per stage against 182 ms modelled (Megatron engine 165 ms + 8.3 ms of "
+    "whole-gradient p2p + 8.6 ms of gradient accumulation); the same model on the same Selene nodes ran "
+    "168-179 ms on Megatron-LM's engine (Korthikanti Table 5, PTD-P), which the model reproduces within 2-8 %. The "
+    "remaining 36-44 ms (20-24 %) has no sourced mechanism: see test_mtnlg_iteration_time_within_10pct")
+
+
+@pytest.mark.xfail(strict=True, reason=MTNLG_RESIDUAL)
+@pytest.mark.parametrize("n,measured", [c[:2] for c in MTNLG])
+def test_mtnlg_iteration_time_within_10pct(a100, n, measured):
+    """Checked and modelled (numbers for 2240 GPUs):
+
+    * quantity: the TFLOP/s are hardware FLOPs (test above), iteration time is compared directly;
+    * bubble: (p-1)/m = 34/240, 34/192, 34/160 of plain 1F1B, 6.2 s; DeepSpeed's TrainSchedule with its
+      blocking sends, simulated event by event, costs the same (m + p - 1) micro-batch times as
+      Megatron's 1F1B (+0.6 %), so its schedule is no cause; no interleaving (DeepSpeed has none);
+    * pipeline p2p (``pipeline_engine="deepspeed"``, DeepSpeed v0.5.3 source): four blocking
+      transfers per micro-batch, activations split over TP (0.50 ms each + 0.42 ms NVLink all-gather)
+      but gradients whole (3.96 ms each over one 25 GB/s HDR NIC): 9.3 ms vs Megatron's 1.0 ms;
+    * gradient accumulation: autograd adds each micro-batch's 16-bit gradients into ``param.grad``
+      (6 B x 2.0e9 parameters per GPU = 8.6 ms); Megatron fuses it into the weight-gradient GEMM;
+    * DP reduction after the flush (ZeRO-1 reduce-scatter + all-gather over DP 8, inter-node): 0.5 s;
+    * GEMM efficiency: QKV/proj/FC1/FC2/logits at b=1 (2048 x 7680 x 20480 ...) reach 0.78-0.80 of the
+      312 TFLOP/s peak, the same shapes as Korthikanti's 530B run that the model predicts within 1-5 %;
+      layernorm/softmax/dropout/GELU traffic 1.2 ms of a 13.5 ms layer forward, also shared with it.
+
+    Residual: 36-44 ms per micro-batch per stage (+20-24 %) with nothing sourced to put there.
+    One observation, not a source: a straight-line fit T = 0.196 s x m + 13.0 s has a fixed part of
+    ~66 micro-batch times, not the 1F1B 34; a micro-batch of 2 (m = 120/96/80) would give exactly that
+    shape and -9/-8/-9 % with the DeepSpeed engine, but the reference notes do not give MT-NLG's
+    micro-batch size and the project takes it as 1.
+    """
+    assert _mtnlg_s(a100, n) == pytest.approx(measured, rel=0.10)
+
+
+def test_mtnlg_deepspeed_engine_residual_stays_documented(a100):
+    """Guard on the documented residual: with the DeepSpeed engine every case is 12-22 % fast, and the
+    engine's sourced terms (p2p, accumulation) close 7-8 points of the Megatron engine's 24-27 %."""
+    for n, measured, _ in MTNLG:
+        err_ds = _mtnlg_s(a100, n) / measured - 1
+        err_mg = _mtnlg_s(a100, n, "megatron") / measured - 1
+        assert -0.22 < err_ds < -0.12
+        assert 0.05 < err_ds - err_mg < 0.10
 
 
 def test_mtnlg_scaling_shape(a100):
     """The relative speed-up 2240 -> 3360 GPUs (1.35x measured) is predicted within 5 %."""
-    arch = get_arch("megatron-530b")
-    times = []
-    for n, _ in MTNLG:
-        d = n // 280
-        st = step_time(arch, a100, s=2048, b=1, t=8, p=35, d=d, e=1, v=1, m=1920 // d,
-                       recompute=RECOMPUTE_FULL, zero=1, sp=False, dp_overlap=0.0, flash_attention=False)
-        times.append(float(st["total"]))
+    times = [_mtnlg_s(a100, n) for n, _, _ in MTNLG]
     assert times[0] / times[2] == pytest.approx(60.1 / 44.4, rel=0.05)

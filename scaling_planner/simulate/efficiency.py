@@ -17,8 +17,10 @@ One curve per hardware profile, derived only from the profile's own numbers, nev
   all-gather and all-to-all, 1 for point-to-point.
 
 The universal constants below are properties of the software stack (cuBLAS / NCCL / PyTorch), not of a
-particular model or cluster; they were set once against the whole published A100 set together
-(Korthikanti et al. 2022 Table 5, PTD-P, MT-NLG) and are used unchanged for every profile.
+particular model or cluster; they were set once against the published Megatron-LM A100 runs together
+(Korthikanti et al. 2022 Table 5, PTD-P) and are used unchanged for every profile. MT-NLG (DeepSpeed's
+pipeline engine, ``training.step_time(pipeline_engine="deepspeed")``) was not used to set them: it stays
+16-19 % slower than predicted, a residual documented in ``tests/test_training_validation.py``.
 """
 
 from __future__ import annotations

@@ -174,6 +174,16 @@ def test_one_batch_runs_without_warmup(corpus):
     assert res.steps == 1 and res.tokens_seen == 64 and res.tokens_requested == 69 and res.mfu.steps == 1
 
 
+def test_bf16_autocast_on_cpu_uses_the_bf16_peak(corpus):
+    cfg = GPTConfig(seq_len=16, n_layer=1, n_head=2, d_model=32)
+    res = train_gpt(cfg, tokens=3 * 4 * 16, batch_size=4, corpus=corpus, eval_batches=1, dtype="bf16", threads=1)
+    assert res.dtype == res.mfu.dtype == "bf16"
+    assert "bf16" in res.mfu.peak_source and math.isfinite(res.final_val_loss)
+    fp32 = train_gpt(cfg, tokens=3 * 4 * 16, batch_size=4, corpus=corpus, eval_batches=1, threads=1)
+    assert res.mfu.peak_flops_per_s > fp32.mfu.peak_flops_per_s
+    assert res.final_val_loss != fp32.final_val_loss  # really computed in another precision
+
+
 @pytest.mark.parametrize("kwargs,field", [
     ({"tokens": 8 * 16 - 1}, "tokens"),
     ({"tokens": 0}, "tokens"),
@@ -182,6 +192,9 @@ def test_one_batch_runs_without_warmup(corpus):
     ({"lr": float("nan")}, "lr"),
     ({"seed": -1}, "seed"),
     ({"dtype": "fp8"}, "dtype"),
+    ({"dtype": "tf32"}, "dtype"),  # a CUDA matmul mode
+    ({"profile": "no-such-gpu"}, "profile"),
+    ({"profile": "cpu", "dtype": "bf16", "peak_flops_per_s": 0.0}, "peak_flops_per_s"),
     ({"device": "tpu"}, "device"),
     ({"eval_batches": 0}, "eval_batches"),
     ({"threads": 0}, "threads"),

@@ -157,8 +157,14 @@ def train_gpt(config: GPTConfig, *, tokens: int, batch_size: int = 16, lr: float
         raise InputError("device", f"{device} asked for but torch sees no CUDA device")
     if dev.type not in ("cpu", "cuda"):
         raise InputError("device", f"must be cpu or cuda[:i], got {device!r}")
+    if dtype == "tf32" and dev.type != "cuda":
+        raise InputError("dtype", "tf32 is a CUDA matmul mode; use fp32 or bf16 on cpu")
     val = corpus.eval_batches(eval_batches, batch_size, config.seq_len)  # InputError when T does not fit
     corpus.batch(1, config.seq_len, torch.Generator().manual_seed(0))  # same check for the train split
+    # built before the model so a bad profile/dtype/peak fails fast; ``with meter`` restarts its clock
+    meter = MfuMeter(config.flops_per_token(), device=str(dev), dtype=dtype, profile=profile,
+                     peak_flops_per_s=peak_flops_per_s, peak_source=peak_source, nvml_index=nvml_index,
+                     warmup_steps=1 if steps > 1 else 0)
 
     previous_threads = torch.get_num_threads()
     previous_tf32 = torch.backends.cuda.matmul.allow_tf32 if dev.type == "cuda" else None
@@ -168,8 +174,7 @@ def train_gpt(config: GPTConfig, *, tokens: int, batch_size: int = 16, lr: float
         if dev.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
         return _run(config, corpus, val, dev, dtype, steps, tokens, tokens_per_step, batch_size, lr, seed,
-                    log_every, on_step, warmup_frac, min_lr_frac, weight_decay, grad_clip, profile,
-                    peak_flops_per_s, peak_source, nvml_index, threads, t_run)
+                    log_every, on_step, warmup_frac, min_lr_frac, weight_decay, grad_clip, meter, threads, t_run)
     finally:
         torch.set_num_threads(previous_threads)
         if previous_tf32 is not None:
@@ -177,8 +182,7 @@ def train_gpt(config: GPTConfig, *, tokens: int, batch_size: int = 16, lr: float
 
 
 def _run(config, corpus, val, dev, dtype, steps, tokens, tokens_per_step, batch_size, lr, seed, log_every,
-         on_step, warmup_frac, min_lr_frac, weight_decay, grad_clip, profile, peak_flops_per_s, peak_source,
-         nvml_index, threads, t_run) -> TrainResult:
+         on_step, warmup_frac, min_lr_frac, weight_decay, grad_clip, meter, threads, t_run) -> TrainResult:
     torch.manual_seed(seed)
     model = GPT(config).to(dev)
     opt = _optimizer(model, lr, weight_decay)
@@ -190,9 +194,6 @@ def _run(config, corpus, val, dev, dtype, steps, tokens, tokens_per_step, batch_
 
     initial_val = evaluate(model, val, dev, autocast)
     warmup_steps = max(1, round(warmup_frac * steps)) if warmup_frac > 0 else 0
-    meter = MfuMeter(config.flops_per_token(), device=str(dev), dtype=dtype, profile=profile,
-                     peak_flops_per_s=peak_flops_per_s, peak_source=peak_source, nvml_index=nvml_index,
-                     warmup_steps=1 if steps > 1 else 0)
     log_steps: list[int] = []
     log_losses: list[float] = []
     window: list[float] = []

@@ -44,6 +44,7 @@ class PreflightRequest(BaseModel):
     gpu_hours: float | None = Field(None, gt=0, description="lowest loss this many GPU-hours buy")
     params: float | None = Field(None, gt=0, description="fixed job: parameters N")
     tokens: float | None = Field(None, gt=0, description="fixed job: training tokens D")
+    arch: dict | None = Field(None, description="fixed job: the exact transformer shape (Architecture fields)")
     gpu: str = Field("auto", description="hardware profile; 'auto' = what the measurement found")
     gpus: int | None = Field(None, ge=1, description="devices to train on (default: what the plan chooses)")
     deadline_days: float | None = Field(None, gt=0, description="plan and gate against this wall-clock")
@@ -144,7 +145,8 @@ def preflight(request: PreflightRequest | None = None) -> PreflightResult:
         try:
             if req.params is not None:
                 kind = "simulate"
-                plan = tasks.simulate_training(req.params, req.tokens, gpu, req.gpus or 1, calibration=calibration)
+                plan = tasks.simulate_training(req.params, req.tokens, gpu, req.gpus or 1, calibration=calibration,
+                                               arch=req.arch)
             else:
                 kind = "recommend"
                 plan = tasks.recommend_plan(req.objective(), law=req.law, law_file=req.law_file, gpu=gpu,

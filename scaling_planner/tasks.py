@@ -103,20 +103,26 @@ def recommend_plan(objective: dict, *, law: str | None = None, law_file: str | N
 
 @task(name="simulate-training", cache_policy=INPUTS, cache_expiration=PLAN_CACHE)
 def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
-                      calibration: list[CalibrationRecord] | None = None, seq_len: int | None = None,
-                      global_batch: int | None = None, price_usd_per_hour: float | None = None):
-    """The training simulator for a fixed job: (N, D) on ``gpus`` x ``gpu``; a SimulationResult.
-    A measured bf16 training MFU or matmul rate among ``calibration`` replaces the profile's prior."""
+                      calibration: list[CalibrationRecord] | None = None, arch: dict | None = None,
+                      seq_len: int | None = None, global_batch: int | None = None,
+                      price_usd_per_hour: float | None = None):
+    """The training simulator for a fixed job: (N, D) on ``gpus`` x ``gpu``; a SimulationResult. ``arch``
+    (the fields of :class:`~scaling_planner.simulate.architecture.Architecture`) gives the exact shape,
+    else one is derived from N. A measured bf16 training MFU or matmul rate among ``calibration``
+    replaces the profile's prior."""
     from .planner import load_profile
     from .planning.calibration import resolve
-    from .simulate.architecture import shape_for_params
+    from .simulate.architecture import Architecture, shape_for_params
     from .simulate.training import simulate_training as _simulate
 
     profile = load_profile(gpu)
     precision = "bf16"
     use = resolve(calibration, None, profile.name, precision) if calibration else None
-    shape_kw = {"seq_len": seq_len} if seq_len else {}
-    result = _simulate(shape_for_params(params, **shape_kw), tokens, profile, gpus, params=params,
+    if arch is not None:
+        shape = Architecture(**arch)
+    else:
+        shape = shape_for_params(params, **({"seq_len": seq_len} if seq_len else {}))
+    result = _simulate(shape, tokens, profile, gpus, params=params,
                        global_batch=global_batch, precision=precision, price_usd_per_hour=price_usd_per_hour,
                        measured_mfu=use.mfu if use else None,
                        measured_matmul_flops_per_s=use.matmul_flops_per_s if use else None, top=0)

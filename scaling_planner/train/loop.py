@@ -117,7 +117,8 @@ def train_gpt(config: GPTConfig, *, tokens: int, batch_size: int = 16, lr: float
 
     ``corpus``: a :class:`Corpus`, a path, or None for the shipped corpus. ``dtype``: ``fp32``,
     ``tf32`` (CUDA matmuls in TF32) or ``bf16`` (autocast). ``on_step(info)`` is called after each step
-    with ``{"step", "steps", "tokens_seen", "loss", "lr", "elapsed_s"}``. ``threads`` sets
+    with ``{"step", "steps", "tokens_seen", "loss", "lr", "elapsed_s"}`` (its time falls inside the
+    meter's window, so keep it cheap: log, do not evaluate). ``threads`` sets
     ``torch.set_num_threads`` for the run (restored afterwards). ``profile`` / ``peak_flops_per_s``
     / ``peak_source`` / ``nvml_index`` go to :class:`~scaling_planner.measure.mfu.MfuMeter`, which
     times every step after the first. Bad arguments raise :class:`InputError` naming the field.

@@ -42,6 +42,7 @@ from .laws.chinchilla import (
     tokens_for_loss_at_params,
 )
 from .planning.calibration import CalibrationUse
+from .planning.data_constrained import DataConstrained
 
 NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
 DEFAULT_GPU = "h100-sxm"
@@ -52,6 +53,7 @@ MAX_COMPUTE_FLOPS = 1e29  # the largest (far beyond any run to date)
 INFERENCE_MFU = 0.25  # assumed model-FLOP utilisation of serving (prefill and decode), stated in the plan
 INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0  # forward pass only
 OVERTRAIN_SHRINK = (2.0, 10.0)  # over-trained alternatives: models 2x and 10x smaller than optimal
+DC_CHINCHILLA_ALTERNATIVE = "chinchilla allocation (ignores the cap)"
 BISECTION_STEPS = 40  # log C halvings: ln(1e11)/2^40 ~ 2e-11 relative, far below the simulator's resolution
 SECONDS_PER_DAY = 86400.0
 PRECISION = "bf16"  # the training precision the planner simulates
@@ -74,7 +76,8 @@ class ModelChoice(BaseModel):
     params: float = Field(description="parameters N (all, embeddings included)")
     tokens: float = Field(description="training tokens D")
     tokens_per_param: float
-    loss: float = Field(description="predicted final loss L(N, D) under the point law")
+    loss: float = Field(description="predicted final loss L(N, D) under the point law (with unique_tokens: "
+                                    "L(N, D, U) with repeated data, Muennighoff 2023)")
     loss_band: Band | None = Field(None, description="L(N, D) over the law's draws")
     params_near_optimal_low: float = Field(description="smallest N within rel_tol of the minimal loss at this compute")
     params_near_optimal_high: float
@@ -185,6 +188,8 @@ class Recommendation(BaseModel):
     alternatives: list[Alternative] = []
     inference_tokens: float | None = None
     inference_mfu: float | None = None
+    data_constrained: DataConstrained | None = Field(
+        None, description="with unique_tokens: epochs, effective data, loss under repetition (Muennighoff 2023)")
     calibration: CalibrationUse | None = Field(
         None, description="the calibration records the plan used (ids and what they measured), or why none")
     notes: list[str] = []
@@ -356,6 +361,7 @@ def recommend(
     alternatives: bool = True,
     calibration=None,
     calibration_dir=None,
+    unique_tokens: float | None = None,
 ) -> Recommendation:
     """The plan for one objective (module docstring). ``gpu=None`` plans at the level of the law
     only (no simulator: no training block, no alternatives' costs; FLOP objectives only).
@@ -368,6 +374,11 @@ def recommend(
     ``~/.scaling-planner/calibration``), or give a :class:`~scaling_planner.calibration.CalibrationRecord`
     or a list of them; the plan's ``calibration`` says which records it used
     (:mod:`scaling_planner.planning.calibration`). An explicit ``mfu`` wins over a training record.
+
+    ``unique_tokens`` U caps the unique data: compute is allocated by the Muennighoff 2023 law of
+    repeated data instead of Hoffmann's Eq. 4, and the plan's ``data_constrained`` section reports
+    epochs, effective data, the loss under repetition and the return of more epochs
+    (:mod:`scaling_planner.planning.data_constrained`).
     """
     objectives = {"target_loss": target_loss, "budget_flops": budget_flops, "budget_usd": budget_usd,
                   "budget_gpu_hours": budget_gpu_hours}
@@ -395,6 +406,7 @@ def recommend(
     inference_mfu = _positive(inference_mfu, "inference_mfu", maximum=1.0)
     if inference_tokens is not None:
         inference_tokens = _positive(inference_tokens, "inference_tokens")
+    unique_tokens = _positive(unique_tokens, "unique_tokens")
     if gpus is not None:
         if isinstance(gpus, bool) or not float(gpus).is_integer() or gpus < 1:
             raise InputError("gpus", f"must be a whole number >= 1, got {gpus!r}")
@@ -407,7 +419,18 @@ def recommend(
         raise InputError("calibration", "calibrates the training simulator: give a GPU profile")
 
     notes: list[str] = []
-    profile = sim = cal_use = None
+    profile = sim = cal_use = dc = None
+    if unique_tokens is not None:
+        from .planning.data_constrained import DataConstrainedMode
+
+        dc = DataConstrainedMode(law, unique_tokens)
+
+    def allocate(C):
+        """(N, D) for compute C: Hoffmann Eq. 4, or the Muennighoff optimum under the unique-token cap."""
+        if dc is not None:
+            return dc.allocate(C)
+        return float(optimal_params(law, C)), float(optimal_tokens(law, C))
+
     if gpu is not None:
         profile = load_profile(gpu)
         if gpus is not None and gpus > _node(profile) and gpus % _node(profile):
@@ -427,7 +450,7 @@ def recommend(
 
     def place(C):
         """(N, D, G, sim result, gpus_source) for compute C; result None when it fits on nothing."""
-        N, D = float(optimal_params(law, C)), float(optimal_tokens(law, C))
+        N, D = allocate(C)
         if gpus is not None:
             return N, D, gpus, sim(N, D, gpus), "--gpus"
         try:
@@ -439,7 +462,9 @@ def recommend(
         return N, D, G, r, how
 
     # -- the compute C the objective asks for ------------------------------------------------------
-    if objective == "target_loss":
+    if objective == "target_loss" and dc is not None:
+        C = dc.compute_for_loss(target_loss, MAX_COMPUTE_FLOPS)
+    elif objective == "target_loss":
         C = float(compute_for_loss(law, target_loss))
         if not math.isfinite(C):
             raise InputError("target_loss", f"{target_loss:g} is out of reach of law {law.name!r}")
@@ -472,9 +497,14 @@ def recommend(
         notes.append(f"compute found by bisection in log C over the simulator so that the simulated {what} "
                      f"meets the budget ({sim.calls} simulations)")
 
-    N, D = float(optimal_params(law, C)), float(optimal_tokens(law, C))
-    low, high = near_optimal_params_range(law, C, near_optimal_rel_tol)
-    plan_loss = float(frontier_loss(law, C)) if objective != "target_loss" else float(target_loss)
+    N, D = allocate(C)
+    if dc is not None:
+        low, high = dc.near_optimal_params_range(C, N, near_optimal_rel_tol)
+        model_loss = float(dc.loss(N, D))
+    else:
+        low, high = near_optimal_params_range(law, C, near_optimal_rel_tol)
+        model_loss = float(frontier_loss(law, C))
+    plan_loss = model_loss if objective != "target_loss" else float(target_loss)
 
     # -- training on the cluster ----------------------------------------------------------------
     training = None
@@ -497,7 +527,12 @@ def recommend(
     # -- uncertainty over the law's draws ----------------------------------------------------------
     uncertainty = None
     loss_band = None
-    if law.samples is not None and len(law.samples) >= 2:
+    if dc is not None:
+        if law.samples is not None and len(law.samples) >= 2:
+            loss_band = _band(dc.loss_draws(N, D))
+        notes.append("data-constrained: the bands of compute and allocation over the law's draws are not computed "
+                     "under the unique-token cap" + (" (the loss band is)" if loss_band is not None else ""))
+    elif law.samples is not None and len(law.samples) >= 2:
         draws = law.draws()
         predicted = loss(draws, N, D)
         loss_band = _band(predicted)
@@ -519,8 +554,14 @@ def recommend(
     else:
         notes.append(f"law {law.name!r} carries no parameter draws: no uncertainty band")
 
-    alts = _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile) \
+    alts = _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile, dc) \
         if alternatives else []
+    dc_section = None
+    if dc is not None:
+        dc_section = dc.section(C, N, D)
+        notes += dc_section.notes
+        if inference_tokens is not None and alternatives:
+            notes.append("data-constrained: no inference-optimal alternative (Sardana 2024 assumes fresh data)")
     if inference_tokens is not None:
         notes.append(f"inference: 2·N FLOPs per token at an assumed MFU of {inference_mfu:g} and the training price "
                      "(the serving simulator is not used yet)")
@@ -529,7 +570,7 @@ def recommend(
         objective=objective, target_loss=target_loss, budget_flops=budget_flops, budget_usd=budget_usd,
         budget_gpu_hours=budget_gpu_hours, deadline_days=deadline_days, compute_flops=C,
         model=ModelChoice(
-            params=N, tokens=D, tokens_per_param=D / N, loss=float(frontier_loss(law, C)), loss_band=loss_band,
+            params=N, tokens=D, tokens_per_param=D / N, loss=model_loss, loss_band=loss_band,
             params_near_optimal_low=float(low), params_near_optimal_high=float(high),
             near_optimal_rel_tol=near_optimal_rel_tol,
         ),
@@ -538,7 +579,7 @@ def recommend(
                     **{k: float(v) for k, v in law.params.items()}),
         uncertainty=uncertainty, alternatives=alts,
         inference_tokens=inference_tokens, inference_mfu=inference_mfu if inference_tokens is not None else None,
-        calibration=cal_use, notes=notes,
+        calibration=cal_use, data_constrained=dc_section, notes=notes,
     )
 
 
@@ -576,19 +617,41 @@ def _bisect_compute(place, measure, budget: float, what: str, objective: str, gp
     return math.exp(lo)
 
 
-def _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile):
+def _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile, dc=None):
     """Compute-optimal, over-trained 2x/10x smaller at the same loss, and (with a lifetime demand)
-    the inference-optimal model; each simulated on the plan's GPUs."""
+    the inference-optimal model; each simulated on the plan's GPUs. Under a unique-token cap
+    (``dc``) the losses are Muennighoff's, the over-trained models repeat data to reach the plan's
+    loss, the Chinchilla allocation of the same compute is shown with the loss it really reaches,
+    and the inference-optimal model (Sardana assumes fresh data) is left out."""
     G = training.gpus if training is not None else None
     price = training.price_usd_per_gpu_hour if training is not None else None
     peak = training.peak_flops_per_s if training is not None else None
-    rows = [("compute-optimal", "the plan: Hoffmann Eq. 4 allocation of C", N, D)]
+    if dc is None:
+        def loss_of(n, d):
+            return float(loss(law, n, d))
+
+        def tokens_at(n):
+            return float(tokens_for_loss_at_params(law, plan_loss, n))
+
+        rows = [("compute-optimal", "the plan: Hoffmann Eq. 4 allocation of C", N, D)]
+    else:
+        loss_of = dc.loss
+
+        def tokens_at(n):
+            return dc.tokens_for_loss_at_params(plan_loss, n)
+
+        rows = [("compute-optimal", f"the plan: Muennighoff 2023 allocation of C with {dc.U:.3g} unique tokens",
+                 N, D)]
     for k in OVERTRAIN_SHRINK:
         n = N / k
-        d = float(tokens_for_loss_at_params(law, plan_loss, n))
         rows.append((f"over-trained {k:g}x smaller", f"N/{k:g}, trained on the tokens that reach the same loss "
-                     "(L(N, D) solved for D)", n, d))
-    if inference_tokens is not None:
+                     "(L(N, D) solved for D" + (", data repeated)" if dc is not None else ")"), n, tokens_at(n)))
+    if dc is not None:
+        n_c, d_c = float(optimal_params(law, C)), float(optimal_tokens(law, C))
+        if d_c > dc.U:
+            rows.append((DC_CHINCHILLA_ALTERNATIVE, "Hoffmann Eq. 4 allocation of the same C, ignoring the "
+                         "unique-token cap: its loss is what it reaches with the data repeated", n_c, d_c))
+    elif inference_tokens is not None:
         from .laws.inference_aware import cost_optimal, usd_per_flop
 
         if training is not None:
@@ -610,7 +673,7 @@ def _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, infe
                                    note=f"cannot reach loss {plan_loss:.4f} at this size under the law"))
             continue
         alt = dict(name=name, description=desc, params=n, tokens=d, tokens_per_param=d / n,
-                   loss=float(loss(law, n, d)), compute_flops=FLOPS_PER_PARAM_TOKEN * n * d)
+                   loss=float(loss_of(n, d)), compute_flops=FLOPS_PER_PARAM_TOKEN * n * d)
         if sim is not None:
             r = sim(n, d, G)
             if r is None:

@@ -120,13 +120,14 @@ def frontier_figure(plan, law):
     grid = np.logspace(math.log10(lo), math.log10(hi), 200)
     fig = Figure(figsize=FIGSIZE_IN, layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(grid, frontier_loss(law, grid), color="C0", lw=2, label=f"compute-optimal loss L*(C), {law.name}")
+    dc = getattr(plan, "data_constrained", None)
+    ax.plot(grid, frontier_loss(law, grid), color="C0", lw=2,
+            label=f"compute-optimal loss L*(C), {law.name}" + (", fresh data" if dc is not None else ""))
     if law.samples is not None and len(law.samples) >= 2:
         draws = frontier_loss(law.draws(), grid[:, None])
         p10, p90 = np.nanpercentile(draws, [10, 90], axis=1)
         ax.fill_between(grid, p10, p90, color="C0", alpha=0.2, lw=0,
                         label=f"P10–P90 over {len(law.samples)} bootstrap draws")
-    dc = getattr(plan, "data_constrained", None)
     if dc is not None:
         from .laws import data_constrained as dcl
 
@@ -138,7 +139,7 @@ def frontier_figure(plan, law):
             label=f"plan: N={_si(plan.model.params)}, D={_si(plan.model.tokens)}, C={C:.3g} FLOPs")
     for i, a in enumerate(x for x in alts if x.name != "compute-optimal"):
         ax.plot([a.compute_flops], [a.loss], marker=ALT_MARKERS.get(a.name, "o"), ms=9, ls="none",
-                color=f"C{i + 1}", mec="black", zorder=4,
+                color=f"C{i + 1}", mec="black", zorder=6,  # above the plan's star when they nearly coincide
                 label=f"{a.name}: N={_si(a.params)}, D={_si(a.tokens)}")
     ax.set_xscale("log")
     ax.set_xlabel("training compute C = 6·N·D (FLOPs)")
@@ -158,39 +159,55 @@ def dc_law(law, dc):
 
 # -- (b) isoFLOP curves ----------------------------------------------------------------------------------
 
+def _isoflop_functions(plan, law):
+    """(N_opt(C), L(C, N)): Hoffmann's, or Muennighoff's under the plan's unique-token cap."""
+    from .laws.chinchilla import isoflop_loss, optimal_params
+
+    dc = getattr(plan, "data_constrained", None)
+    if dc is None:
+        return (lambda C: float(optimal_params(law, C))), (lambda C, N: isoflop_loss(law, C, N))
+    from .laws import data_constrained as dcl
+
+    dlaw = dc_law(law, dc)
+    return ((lambda C: float(dcl.optimal_allocation(C, dc.unique_tokens, dlaw).params)),
+            (lambda C, N: dcl.isoflop_loss(C, N, dc.unique_tokens, dlaw)))
+
+
 def isoflop_figure(plan, law):
     """Loss vs N at budgets C·10^k (k in ISOFLOP_DECADES), each minimum marked; the plan's N starred."""
     import numpy as np
-
-    from .laws.chinchilla import isoflop_loss, optimal_params
 
     Figure, _ = _matplotlib()
     fig = Figure(figsize=WIDE_FIGSIZE_IN, layout="constrained")
     ax = fig.add_subplot()
     C0 = plan.compute_flops
     budgets = [C0 * 10**k for k in ISOFLOP_DECADES]
+    dc = getattr(plan, "data_constrained", None)
+    optimal_n, isoflop_loss = _isoflop_functions(plan, law)
     lows, highs = [], []
     for i, C in enumerate(budgets):
-        n_opt = float(optimal_params(law, C))
+        n_opt = optimal_n(C)
         N = np.logspace(math.log10(n_opt / ISOFLOP_SPAN), math.log10(n_opt * ISOFLOP_SPAN), 300)
-        L = isoflop_loss(law, C, N)
+        L = isoflop_loss(C, N)
         is_plan = math.isclose(C, C0, rel_tol=1e-9)
         color = "C0" if is_plan else f"C{i + 1}"
         ax.plot(N, L, color=color, lw=2.4 if is_plan else 1.4,
                 label=f"C = {C:.2g} FLOPs" + (" (the plan's)" if is_plan else ""))
-        l_opt = float(isoflop_loss(law, C, n_opt))
+        l_opt = float(isoflop_loss(C, n_opt))
         ax.plot([n_opt], [l_opt], marker="o", ms=6, color=color, mec="black", ls="none", zorder=4)
         lows.append(l_opt)
-        highs.append(float(isoflop_loss(law, C, n_opt * 10)))  # a decade above the optimum
-    ax.plot([plan.model.params], [float(isoflop_loss(law, C0, plan.model.params))], marker="*", ms=17,
+        highs.append(float(isoflop_loss(C, n_opt * 10)))  # a decade above the optimum
+    ax.plot([plan.model.params], [float(isoflop_loss(C0, plan.model.params))], marker="*", ms=17,
             color="gold", mec="black", ls="none", zorder=5, label=f"plan: N = {_si(plan.model.params)} params")
-    ax.plot([], [], marker="o", color="gray", mec="black", ls="none", label="each budget's optimum (Hoffmann Eq. 4)")
+    ax.plot([], [], marker="o", color="gray", mec="black", ls="none",
+            label="each budget's optimum" + (" under the cap" if dc is not None else " (Hoffmann Eq. 4)"))
     span = max(highs) - min(lows)
     ax.set_ylim(min(lows) - 0.08 * span, max(highs) + 0.05 * span)
     ax.set_xscale("log")
     ax.set_xlabel("model size N (parameters)")
     ax.set_ylabel("predicted final loss (nats/token)")
-    ax.set_title(f"IsoFLOP curves: loss vs model size at fixed compute\n({_subtitle(plan)})", fontsize=11)
+    cap = f", {_si(dc.unique_tokens)} unique tokens, Muennighoff 2023" if dc is not None else ""
+    ax.set_title(f"IsoFLOP curves: loss vs model size at fixed compute\n({_subtitle(plan)}{cap})", fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
@@ -212,6 +229,9 @@ def cost_figure(plan):
     rows = [a for a in plan.alternatives if a.cost_usd is not None]
     skipped = [a for a in plan.alternatives if a.cost_usd is None]
     names = [a.name.replace(" (", "\n(").replace("over-trained ", "over-trained\n") for a in rows]
+    same_loss = all(abs(a.loss - rows[0].loss) <= 1e-6 for a in rows) if rows else True
+    if not same_loss:
+        names = [f"{n}\nloss {a.loss:.4f}" for n, a in zip(names, rows, strict=True)]
     train = [a.cost_usd for a in rows]
     infer = [_inference_cost(a)[0] for a in rows]
     x = list(range(len(rows)))
@@ -243,7 +263,8 @@ def cost_figure(plan):
         what = f"Lifetime cost of the alternatives: training + inference of {_si(plan.inference_tokens)} tokens"
     else:
         what = "Training cost of the alternatives (no inference demand given)"
-    ax.set_title(f"{what}\n({_subtitle(plan)}; every alternative reaches the same loss)", fontsize=11)
+    loss_words = "every alternative reaches the same loss" if same_loss else "the loss each reaches is under its bar"
+    ax.set_title(f"{what}\n({_subtitle(plan)}; {loss_words})", fontsize=11)
     ax.grid(True, axis="y", alpha=0.3)
     xlabel = "alternative"
     if skipped:

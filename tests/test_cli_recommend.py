@@ -115,7 +115,30 @@ def test_objectives_and_flags(argv, text):
     assert doc["training"]["cost_usd"] > 0
 
 
+def test_data_constrained_through_the_cli():
+    # datablations README golden allocation (C = 1e22, 25B unique tokens), see tests/test_data_constrained.py
+    code, out, err = run("recommend", "--budget-flops", "1e22", "--unique-tokens", "25B", "--law",
+                         "muennighoff2023-c4", "--gpus", "64", "--json")
+    assert code == 0 and err == ""
+    doc = json.loads(out)
+    s = doc["data_constrained"]
+    assert doc["model"]["params"] == pytest.approx(7.02236e9, rel=1.6e-3)
+    assert doc["model"]["tokens"] == pytest.approx(2.37337e11, rel=1.6e-3)
+    assert s["epochs"] == pytest.approx(9.4935, rel=1.6e-3) and s["unique_tokens"] == 25e9
+    assert s["loss"] < s["chinchilla_loss"] and s["unlimited_data_loss"] < s["loss"]
+    for k in ("effective_tokens", "repeated_token_value", "loss_floor"):
+        assert s[k] > 0
+    assert s["next_epoch"]["loss_decrease"] > 0
+    code, out, _ = run("recommend", "--budget-flops", "1e22", "--unique-tokens", "25e9", "--law",
+                       "muennighoff2023-c4", "--gpus", "64")
+    assert code == 0
+    for text in ("Data-constrained (Muennighoff 2023): 25B unique tokens", "epochs D/U", "9.49",
+                 "loss with repeated data", "one more epoch", "chinchilla allocation (ignores the cap)"):
+        assert text in out
+
+
 @pytest.mark.parametrize(("argv", "code", "text"), [
+    (["--target-loss", "2.15", "--unique-tokens", "25e9", "--law", "muennighoff2023-c4"], 3, "no compute goes below"),
     (["--target-loss", "1.5"], 2, "irreducible loss E = 1.8169 of law 'besiroglu2024'"),
     (["--target-loss", "1.81"], 2, "irreducible"),
     (["--target-loss", "1.817"], 3, "lowest target in range"),
@@ -143,6 +166,9 @@ def test_bad_or_infeasible_requests_are_one_line(argv, code, text):
     ["--target-loss", "2", "--gpus", "2.5"], ["--budget-usd", "abc"],
     ["--target-loss", "2", "--inference-tokens", "-5"],
     ["--target-loss", "2", "--deadline-days", "0"],
+    ["--target-loss", "2", "--unique-tokens", "0"], ["--target-loss", "2", "--unique-tokens", "-1e9"],
+    ["--target-loss", "2", "--unique-tokens", "nan"], ["--target-loss", "2", "--unique-tokens", "lots"],
+    ["--target-loss", "2", "--unique-tokens"],
 ])
 def test_usage_errors_exit_2(argv):
     code, out, err = run("recommend", *argv)
@@ -151,7 +177,7 @@ def test_usage_errors_exit_2(argv):
 
 
 FLAGS = ["--target-loss", "--budget-flops", "--budget-usd", "--gpu-hours", "--gpus", "--deadline-days", "--mfu",
-         "--price", "--inference-tokens", "--gpu", "--law"]
+         "--price", "--inference-tokens", "--gpu", "--law", "--unique-tokens"]
 VALUES = st.one_of(st.sampled_from(["2.0", "1.7", "0", "-1", "1e22", "$5M", "1e5", "64", "7", "0.4", "abc", "nan",
                                     "inf", "1e400", "h100-sxm", "hoffmann2022", "12", "30", "1e-9"]),
                    st.text(max_size=6).filter(lambda s: not s.startswith("-")))

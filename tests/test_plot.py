@@ -171,3 +171,18 @@ def test_plot_usage_errors(argv, tmp_path):
     assert code == 2 and stdout == ""
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()  # a failed plan leaves no empty folder
+
+
+def test_data_constrained_figures_use_the_cap():
+    law = get_law("muennighoff2023-c4")
+    p = recommend(law, budget_flops=1e22, unique_tokens=25e9, gpus=64)
+    ax = report.frontier_figure(p, law).axes[0]
+    capped = next(line for line in ax.lines if "unique tokens" in line.get_label())
+    x, y = capped.get_data()
+    assert np.all(y >= frontier_loss(law, x) - 1e-12)  # repetition never beats fresh data
+    assert np.interp(np.log(1e22), np.log(x), y) == pytest.approx(p.model.loss, abs=2e-3)
+    ax = report.isoflop_figure(p, law).axes[0]
+    plan_curve = next(line for line in ax.lines if "(the plan's)" in line.get_label())
+    assert plan_curve.get_ydata().min() == pytest.approx(p.model.loss, abs=1e-4)  # the star sits at its minimum
+    ax = report.cost_figure(p).axes[0]
+    assert any("loss 2.22" in t.get_text() for t in ax.get_xticklabels())

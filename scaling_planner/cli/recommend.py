@@ -44,6 +44,9 @@ def add_plan_arguments(p) -> None:
                    help="a measured MFU (0-1) replacing the simulator's (provenance 'measured')")
     p.add_argument("--inference-tokens", type=positive("inference_tokens"), metavar="T",
                    help="lifetime tokens served: adds the inference-optimal model (Sardana 2024) and lifetime cost")
+    p.add_argument("--unique-tokens", type=positive("unique_tokens"), metavar="U",
+                   help="unique training tokens available: allocate under repeated data (Muennighoff 2023) and "
+                        "report epochs, effective data and the loss under repetition")
     p.add_argument("--law", metavar="NAME", help="scaling law preset (default besiroglu2024; see planner law list)")
     p.add_argument("--law-file", metavar="FIT.json", help="a law fitted by planner fit --out")
     p.add_argument("--calibrated", action="store_true",
@@ -88,7 +91,7 @@ def plan_from_arguments(args):
     return recommend(law, target_loss=args.target_loss, budget_flops=args.budget_flops, budget_usd=args.budget_usd,
                      budget_gpu_hours=args.gpu_hours, gpus=args.gpus, deadline_days=args.deadline_days,
                      gpu=args.gpu, price_usd_per_hour=args.price, mfu=args.mfu,
-                     inference_tokens=args.inference_tokens,
+                     inference_tokens=args.inference_tokens, unique_tokens=args.unique_tokens,
                      calibration="latest" if args.calibrated else None, calibration_dir=args.calibration_dir)
 
 
@@ -181,21 +184,52 @@ def render(rec) -> str:
             lines.append(f"  ({u.scaling_note})")
     if rec.alternatives:
         lifetime = rec.inference_tokens is not None
-        head = ["alternative", "N", "D", "D/N", "C FLOPs", "GPU-h", "cost"] + (["lifetime $"] if lifetime else [])
+        plan_loss = rec.alternatives[0].loss
+        losses = any(abs(a.loss - plan_loss) > 1e-6 for a in rec.alternatives if a.tokens is not None)
+        head = ["alternative", "N", "D", "D/N"] + (["loss"] if losses else []) + ["C FLOPs", "GPU-h", "cost"] + \
+            (["lifetime $"] if lifetime else [])
         body = []
         for a in rec.alternatives:
             if a.tokens is None:
-                body.append([a.name, format_si(a.params), "-", "-", "-", "-", a.note] + ([""] if lifetime else []))
+                body.append([a.name, format_si(a.params), "-", "-"] + (["-"] if losses else []) + ["-", "-", a.note]
+                            + ([""] if lifetime else []))
                 continue
-            row = [a.name, format_si(a.params), format_si(a.tokens), f"{a.tokens_per_param:.0f}",
-                   f"{a.compute_flops:.3g}", format_si(a.gpu_hours) if a.gpu_hours is not None else "-",
-                   format_usd(a.cost_usd) if a.cost_usd is not None else (a.note or "-")]
+            row = [a.name, format_si(a.params), format_si(a.tokens), f"{a.tokens_per_param:.0f}"] + \
+                ([f"{a.loss:.4f}"] if losses else []) + [
+                f"{a.compute_flops:.3g}", format_si(a.gpu_hours) if a.gpu_hours is not None else "-",
+                format_usd(a.cost_usd) if a.cost_usd is not None else (a.note or "-")]
             if lifetime:
                 row.append(format_usd(a.lifetime_cost_usd) if a.lifetime_cost_usd is not None else "-")
             body.append(row)
-        lines.append(f"\nAlternatives at loss {rec.alternatives[0].loss:.4f}"
-                     + (f" on the same {t.gpus} GPUs" if t is not None else ""))
+        heading = f"\nAlternatives at loss {plan_loss:.4f}" if not losses else "\nAlternatives (each reaches its loss)"
+        lines.append(heading + (f" on the same {t.gpus} GPUs" if t is not None else ""))
         lines.append(table(body, head))
+    if rec.data_constrained is not None:
+        lines.append(_render_data_constrained(rec.data_constrained))
     for note in rec.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+def _render_data_constrained(dc) -> str:
+    from ..units import format_si
+    from .common import table
+
+    e = dc.next_epoch
+    rows = [
+        ["epochs D/U", f"{dc.epochs:.2f}", f"{dc.chinchilla_epochs:.2f}"],
+        ["N, D", f"{format_si(dc.params)}, {format_si(dc.tokens)}",
+         f"{format_si(dc.chinchilla_params)}, {format_si(dc.chinchilla_tokens)}"],
+        ["loss with repeated data", f"{dc.loss:.4f}", f"{dc.chinchilla_loss:.4f}"],
+        ["loss if all tokens were fresh", f"{dc.unlimited_data_loss:.4f}", f"{dc.chinchilla_unlimited_data_loss:.4f}"],
+        ["effective data D'", format_si(dc.effective_tokens), ""],
+        ["effective parameters N'", format_si(dc.effective_params), ""],
+        ["worth of the next repeated token", f"{dc.repeated_token_value:.3f} of a fresh one", ""],
+        ["one more epoch", f"loss -{e.loss_decrease:.4f} for +{e.extra_flops:.3g} FLOPs", ""],
+    ]
+    head = f"\nData-constrained (Muennighoff 2023): {format_si(dc.unique_tokens)} unique tokens" + \
+        ("" if dc.binding else " (the cap does not bind)") + \
+        f"; R_D*={dc.R_D_star:.4g}, R_N*={dc.R_N_star:.4g} ({dc.decay_source.split(' (')[0]}); no compute goes " \
+        f"below loss " \
+        f"{dc.loss_floor:.4f}"
+    return head + "\n" + table(rows, ["", "plan (optimal under the cap)", "Chinchilla allocation, same C"])

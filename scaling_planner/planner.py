@@ -43,6 +43,7 @@ from .laws.chinchilla import (
 )
 from .planning.calibration import CalibrationUse
 from .planning.data_constrained import DataConstrained
+from .planning.moe import MoEChoice
 
 NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
 DEFAULT_GPU = "h100-sxm"
@@ -190,6 +191,8 @@ class Recommendation(BaseModel):
     inference_mfu: float | None = None
     data_constrained: DataConstrained | None = Field(
         None, description="with unique_tokens: epochs, effective data, loss under repetition (Muennighoff 2023)")
+    moe: MoEChoice | None = Field(
+        None, description="with experts: the compute-optimal fine-grained MoE at the same compute (Krajewski 2024)")
     calibration: CalibrationUse | None = Field(
         None, description="the calibration records the plan used (ids and what they measured), or why none")
     notes: list[str] = []
@@ -362,6 +365,8 @@ def recommend(
     calibration=None,
     calibration_dir=None,
     unique_tokens: float | None = None,
+    experts: int | None = None,
+    top_k: int | None = None,
 ) -> Recommendation:
     """The plan for one objective (module docstring). ``gpu=None`` plans at the level of the law
     only (no simulator: no training block, no alternatives' costs; FLOP objectives only).
@@ -379,6 +384,11 @@ def recommend(
     repeated data instead of Hoffmann's Eq. 4, and the plan's ``data_constrained`` section reports
     epochs, effective data, the loss under repetition and the return of more epochs
     (:mod:`scaling_planner.planning.data_constrained`).
+
+    ``experts`` X (and optionally ``top_k`` K) adds the plan's ``moe`` section: the compute-optimal
+    fine-grained MoE at the same compute under Krajewski 2024 (total vs active parameters, tokens,
+    loss against their dense row), simulated on the plan's GPUs where it fits
+    (:mod:`scaling_planner.planning.moe`).
     """
     objectives = {"target_loss": target_loss, "budget_flops": budget_flops, "budget_usd": budget_usd,
                   "budget_gpu_hours": budget_gpu_hours}
@@ -407,6 +417,12 @@ def recommend(
     if inference_tokens is not None:
         inference_tokens = _positive(inference_tokens, "inference_tokens")
     unique_tokens = _positive(unique_tokens, "unique_tokens")
+    if experts is not None:
+        from .planning.moe import check
+
+        experts, top_k = check(experts, top_k)
+    elif top_k is not None:
+        raise InputError("top_k", "needs experts (the number of routed experts)")
     if gpus is not None:
         if isinstance(gpus, bool) or not float(gpus).is_integer() or gpus < 1:
             raise InputError("gpus", f"must be a whole number >= 1, got {gpus!r}")
@@ -556,6 +572,19 @@ def recommend(
 
     alts = _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile, dc) \
         if alternatives else []
+    moe_section = None
+    if experts is not None:
+        from .planning.moe import section
+
+        moe_section = section(C, experts, top_k, profile=profile, gpus=training.gpus if training else None,
+                              price_usd_per_hour=price_usd_per_hour, precision=PRECISION)
+        if dc is not None:
+            moe_section.notes.append("MoE: the allocation ignores the unique-token cap (Krajewski's law assumes "
+                                     "fresh data)")
+        if training is not None and training.mfu_provenance != "profile default":
+            moe_section.notes.append("MoE: the measured MFU / matmul rate of the dense run is not applied to the "
+                                     "MoE run (simulated from the profile)")
+        notes += moe_section.notes
     dc_section = None
     if dc is not None:
         dc_section = dc.section(C, N, D)
@@ -579,7 +608,7 @@ def recommend(
                     **{k: float(v) for k, v in law.params.items()}),
         uncertainty=uncertainty, alternatives=alts,
         inference_tokens=inference_tokens, inference_mfu=inference_mfu if inference_tokens is not None else None,
-        calibration=cal_use, data_constrained=dc_section, notes=notes,
+        calibration=cal_use, data_constrained=dc_section, moe=moe_section, notes=notes,
     )
 
 

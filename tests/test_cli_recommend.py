@@ -177,7 +177,7 @@ def test_usage_errors_exit_2(argv):
 
 
 FLAGS = ["--target-loss", "--budget-flops", "--budget-usd", "--gpu-hours", "--gpus", "--deadline-days", "--mfu",
-         "--price", "--inference-tokens", "--gpu", "--law", "--unique-tokens"]
+         "--price", "--inference-tokens", "--gpu", "--law", "--unique-tokens", "--experts", "--top-k"]
 VALUES = st.one_of(st.sampled_from(["2.0", "1.7", "0", "-1", "1e22", "$5M", "1e5", "64", "7", "0.4", "abc", "nan",
                                     "inf", "1e400", "h100-sxm", "hoffmann2022", "12", "30", "1e-9"]),
                    st.text(max_size=6).filter(lambda s: not s.startswith("-")))
@@ -192,3 +192,30 @@ def test_generated_argv_never_tracebacks(pairs):
     assert "Traceback" not in err
     if code:
         assert out == "" and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_moe_through_the_cli():
+    code, out, err = run("recommend", "--budget-flops", "1e22", "--gpus", "64", "--experts", "64", "--top-k", "8",
+                         "--json")
+    assert code == 0 and err == ""
+    m = json.loads(out)["moe"]
+    assert (m["experts"], m["top_k"]) == (64, 8)
+    assert m["params_non_embedding"] > 5 * m["active_params_non_embedding"] > 0
+    assert m["training"]["gpus"] == 64 and m["training"]["cost_usd"] > 0
+    code, out, _ = run("recommend", "--budget-flops", "1e22", "--gpus", "64", "--experts", "64", "--top-k", "8")
+    assert code == 0
+    for text in ("Mixture of experts (Krajewski 2024", "total parameters (non-embedding)", "active parameters",
+                 "dense compute for the same loss", "extrapolation"):
+        assert text in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["--target-loss", "2", "--top-k", "2"], ["--target-loss", "2", "--experts", "1"],
+    ["--target-loss", "2", "--experts", "0"], ["--target-loss", "2", "--experts", "8", "--top-k", "3"],
+    ["--target-loss", "2", "--experts", "8", "--top-k", "8"], ["--target-loss", "2", "--experts", "2.5"],
+    ["--target-loss", "2", "--experts", "many"],
+])
+def test_moe_usage_errors(argv):
+    code, out, err = run("recommend", *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -283,3 +283,65 @@ def test_data_constrained_dollar_budget_is_spent():
 def test_bad_unique_tokens(U):
     with pytest.raises(InputError, match="unique_tokens"):
         recommend(DC_LAW, budget_flops=1e22, unique_tokens=U)
+
+
+# -- MoE section (Krajewski 2024, --experts/--top-k) ------------------------------------------------------
+
+def test_moe_section_is_the_law_optimum_at_the_plan_compute():
+    from scaling_planner.laws import moe
+
+    p = recommend(LAW, budget_flops=1e22, gpus=64, experts=64, top_k=8, alternatives=False)
+    m = p.moe
+    ref = moe.compute_optimal(1e22, expansion_rate=8, granularities=[8.0])
+    assert (m.experts, m.top_k, m.expansion_rate, m.granularity) == (64, 8, 8.0, 8.0)
+    assert m.params_non_embedding == pytest.approx(ref.params, rel=1e-12)
+    assert m.active_params_non_embedding == pytest.approx(ref.active_params, rel=1e-12)
+    assert m.tokens == pytest.approx(ref.tokens, rel=1e-12) and m.loss == pytest.approx(ref.loss, abs=1e-12)
+    # total vs active: N = (8E + 4)·d²·n against 12·d²·n
+    assert m.params_non_embedding / m.active_params_non_embedding == pytest.approx((8 * 8 + 4) / 12, rel=1e-9)
+    # the dense-equivalent compute reaches the MoE's loss under Krajewski's dense row
+    assert float(moe.dense_law().frontier_loss(m.dense_compute_for_same_loss)) == pytest.approx(m.loss, abs=1e-9)
+    assert m.compute_multiplier > 1 and m.loss < m.dense_loss
+    assert any("extrapolation" in n for n in m.notes)  # E = 8, fitted at 64
+    t = m.training
+    assert t.gpus == 64 and t.active_params < t.params
+    assert t.params == pytest.approx(m.params_non_embedding, rel=0.1)  # rounded shape + embeddings
+    assert t.cost_usd > 0 and 0 < t.mfu < 1
+
+
+@pytest.mark.parametrize(("active", "D", "G", "flops", "loss"), [
+    (7e9, 137.6e9, 32, 6.46e21, 2.076), (70e9, 941.07e9, 32, 4.16e23, 1.694)])
+def test_moe_reproduces_krajewski_table2_through_recommend(active, D, G, flops, loss):
+    # Table 2 (E = 64): tolerances as in tests/test_moe.py (rounded labels, Table 1 rounded to 3 digits)
+    m = recommend(LAW, budget_flops=flops, experts=64 * G, top_k=G, gpu=None, alternatives=False).moe
+    assert m.active_params_non_embedding == pytest.approx(active, rel=0.035)
+    assert m.tokens == pytest.approx(D, rel=0.03) and m.loss == pytest.approx(loss, abs=0.03)
+    assert not any("extrapolation" in n for n in m.notes) and m.training is None
+
+
+def test_moe_top_k_chosen_by_the_law_stays_within_the_fitted_expansion_rate():
+    m = recommend(LAW, budget_flops=1e22, experts=256, gpu=None, alternatives=False).moe
+    assert m.granularity_chosen and m.expansion_rate <= 64 and 256 % m.top_k == 0
+
+
+def test_moe_that_fits_nowhere_says_so_without_a_figure():
+    # 8192 top-1 experts at 1e19 FLOPs: ~230B parameters, 4 TB of training state; 64 x 24 GiB CPUs cannot hold it
+    p = recommend(LAW, budget_flops=1e19, gpus=1, gpu="cpu", experts=8192, top_k=1, alternatives=False)
+    assert p.moe.training is None
+    assert any("not simulated" in n and "rather than a guess" in n for n in p.notes)
+
+
+def test_moe_larger_than_the_plan_gpus_is_simulated_on_more():
+    p = recommend(LAW, target_loss=2.0, experts=256, top_k=4, alternatives=False)
+    t = p.moe.training
+    assert t is not None and t.gpus > p.training.gpus and t.gpus % p.training.gpus == 0
+    assert any("smallest doubling that fits" in n for n in p.moe.notes)
+
+
+@pytest.mark.parametrize("kw", [
+    {"experts": 1}, {"experts": 0}, {"experts": 2.5}, {"experts": True}, {"experts": float("nan")},
+    {"experts": 8, "top_k": 8}, {"experts": 8, "top_k": 3}, {"experts": 8, "top_k": 0}, {"top_k": 2},
+])
+def test_bad_moe_requests(kw):
+    with pytest.raises(InputError):
+        recommend(LAW, budget_flops=1e22, **kw)

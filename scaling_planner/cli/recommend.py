@@ -47,6 +47,11 @@ def add_plan_arguments(p) -> None:
     p.add_argument("--unique-tokens", type=positive("unique_tokens"), metavar="U",
                    help="unique training tokens available: allocate under repeated data (Muennighoff 2023) and "
                         "report epochs, effective data and the loss under repetition")
+    p.add_argument("--experts", type=positive_int("experts"), metavar="X",
+                   help="routed experts per layer: add the compute-optimal fine-grained MoE at the plan's compute "
+                        "(Krajewski 2024): total vs active parameters, tokens, loss vs dense, simulated training")
+    p.add_argument("--top-k", type=positive_int("top_k"), metavar="K",
+                   help="experts active per token (must divide --experts; default: chosen by the law)")
     p.add_argument("--law", metavar="NAME", help="scaling law preset (default besiroglu2024; see planner law list)")
     p.add_argument("--law-file", metavar="FIT.json", help="a law fitted by planner fit --out")
     p.add_argument("--calibrated", action="store_true",
@@ -77,6 +82,8 @@ def check_plan_arguments(args) -> None:
                           f"or a fixed cluster --gpus G --deadline-days T{extra}")
     if args.mfu is not None and args.mfu > 1:
         usage_error(args, f"--mfu: must be a fraction in (0, 1], got {args.mfu:g}")
+    if args.top_k is not None and args.experts is None:
+        usage_error(args, "--top-k: needs --experts X")
     if args.calibration_dir is not None and not args.calibrated:
         usage_error(args, "--calibration-dir: only read with --calibrated")
 
@@ -92,6 +99,7 @@ def plan_from_arguments(args):
                      budget_gpu_hours=args.gpu_hours, gpus=args.gpus, deadline_days=args.deadline_days,
                      gpu=args.gpu, price_usd_per_hour=args.price, mfu=args.mfu,
                      inference_tokens=args.inference_tokens, unique_tokens=args.unique_tokens,
+                     experts=args.experts, top_k=args.top_k,
                      calibration="latest" if args.calibrated else None, calibration_dir=args.calibration_dir)
 
 
@@ -206,9 +214,39 @@ def render(rec) -> str:
         lines.append(table(body, head))
     if rec.data_constrained is not None:
         lines.append(_render_data_constrained(rec.data_constrained))
+    if rec.moe is not None:
+        lines.append(_render_moe(rec.moe))
     for note in rec.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+def _render_moe(m) -> str:
+    from ..units import format_si, format_usd
+    from .common import table
+
+    rows = [
+        ["experts, top-k", f"{m.experts}, {m.top_k}" + (" (top-k chosen by the law)" if m.granularity_chosen else ""),
+         f"E = {m.expansion_rate:g}, G = {m.granularity:g}"],
+        ["total parameters (non-embedding)", format_si(m.params_non_embedding), "all experts"],
+        ["active parameters (non-embedding)", format_si(m.active_params_non_embedding), "per token"],
+        ["training tokens", format_si(m.tokens), f"{m.tokens / m.active_params_non_embedding:.1f} per active param"],
+        ["loss (Krajewski)", f"{m.loss:.4f}", f"dense at the same compute {m.dense_loss:.4f}"],
+    ]
+    if m.compute_multiplier is not None:
+        rows.append(["dense compute for the same loss", f"{m.dense_compute_for_same_loss:.3g} FLOPs",
+                     f"{m.compute_multiplier:.2f}x the plan's"])
+    t = m.training
+    if t is not None:
+        rows += [["simulated shape", t.shape, f"{format_si(t.params)} params, {format_si(t.active_params)} active "
+                                                "(embeddings included)"],
+                 ["simulated training", f"{t.gpus} x {_lay(t.layout)}", f"MFU {t.mfu:.1%}"],
+                 ["wall-clock, GPU-hours, cost", f"{t.wall_clock_days:.1f} days, {format_si(t.gpu_hours)}, "
+                                                 f"{format_usd(t.cost_usd)}", ""]]
+    else:
+        rows.append(["simulated training", "not simulated (see notes)", ""])
+    head = f"\nMixture of experts (Krajewski 2024, at the plan's {m.compute_flops:.3g} FLOPs)"
+    return head + "\n" + table(rows)
 
 
 def _render_data_constrained(dc) -> str:

@@ -44,6 +44,7 @@ from .laws.chinchilla import (
 from .planning.calibration import CalibrationUse
 from .planning.data_constrained import DataConstrained
 from .planning.moe import MoEChoice
+from .planning.serving import ServingChoice
 
 NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
 DEFAULT_GPU = "h100-sxm"
@@ -146,7 +147,11 @@ class Alternative(BaseModel):
     cost_usd: float | None = None
     mfu: float | None = None
     inference_flops: float | None = Field(None, description="2·N per token over the lifetime demand")
-    inference_cost_usd: float | None = None
+    inference_cost_usd: float | None = Field(
+        None, description="serving cost over the demand (serving simulator) or, without one, 2·N FLOPs per token at "
+        "an assumed MFU")
+    serving_devices: int | None = Field(None, description="devices of the fleet that serves the demand")
+    serving_cost_usd: float | None = Field(None, description="fleet cost per day x serving days")
     lifetime_flops: float | None = None
     lifetime_cost_usd: float | None = None
     note: str = ""
@@ -191,6 +196,8 @@ class Recommendation(BaseModel):
     inference_mfu: float | None = None
     data_constrained: DataConstrained | None = Field(
         None, description="with unique_tokens: epochs, effective data, loss under repetition (Muennighoff 2023)")
+    serving: ServingChoice | None = Field(
+        None, description="with tokens_per_day and serving_days: the plan's serving fleet and lifetime cost")
     moe: MoEChoice | None = Field(
         None, description="with experts: the compute-optimal fine-grained MoE at the same compute (Krajewski 2024)")
     calibration: CalibrationUse | None = Field(
@@ -367,6 +374,9 @@ def recommend(
     unique_tokens: float | None = None,
     experts: int | None = None,
     top_k: int | None = None,
+    tokens_per_day: float | None = None,
+    serving_days: float | None = None,
+    serving_options: dict | None = None,
 ) -> Recommendation:
     """The plan for one objective (module docstring). ``gpu=None`` plans at the level of the law
     only (no simulator: no training block, no alternatives' costs; FLOP objectives only).
@@ -389,6 +399,12 @@ def recommend(
     fine-grained MoE at the same compute under Krajewski 2024 (total vs active parameters, tokens,
     loss against their dense row), simulated on the plan's GPUs where it fits
     (:mod:`scaling_planner.planning.moe`).
+
+    ``tokens_per_day`` T and ``serving_days`` S (a serving demand; ``serving_options``: prompt_tokens,
+    output_tokens, p99_ttft_s, p99_tpot_s, peak_factor, simulate, as for ``planner serve``) size the
+    serving fleet of the plan and of each alternative with the serving simulator; lifetime cost =
+    training + S days of serving (:mod:`scaling_planner.planning.serving`). T·S is the lifetime
+    inference demand (``inference_tokens``, which may then be left out).
     """
     objectives = {"target_loss": target_loss, "budget_flops": budget_flops, "budget_usd": budget_usd,
                   "budget_gpu_hours": budget_gpu_hours}
@@ -417,6 +433,15 @@ def recommend(
     if inference_tokens is not None:
         inference_tokens = _positive(inference_tokens, "inference_tokens")
     unique_tokens = _positive(unique_tokens, "unique_tokens")
+    tokens_per_day = _positive(tokens_per_day, "tokens_per_day")
+    serving_days = _positive(serving_days, "serving_days")
+    if tokens_per_day is not None or serving_days is not None or serving_options:
+        from .planning.serving import check_demand, lifetime_tokens
+
+        serving_options = check_demand(tokens_per_day, serving_days, serving_options)
+        if gpu is None:
+            raise InputError("gpu", "a serving demand needs the serving simulator: give a GPU profile")
+        inference_tokens = lifetime_tokens(tokens_per_day, serving_days, inference_tokens)
     if experts is not None:
         from .planning.moe import check
 
@@ -462,6 +487,11 @@ def recommend(
             notes += [f"calibration: used {line}" for line in cal_use.used]
             notes += [f"calibration: {n}" for n in cal_use.notes]
         sim = _Simulator(profile, price_usd_per_hour, sim_mfu, PRECISION, matmul)
+    fleet = None
+    if tokens_per_day is not None:
+        from .planning.serving import Fleet
+
+        fleet = Fleet(profile, tokens_per_day, serving_days, price_usd_per_hour, serving_options, PRECISION)
     target_days = deadline_days if deadline_days is not None else DEFAULT_TARGET_DAYS
 
     def place(C):
@@ -570,8 +600,18 @@ def recommend(
     else:
         notes.append(f"law {law.name!r} carries no parameter draws: no uncertainty band")
 
-    alts = _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile, dc) \
-        if alternatives else []
+    serving = None
+    if fleet is not None:
+        serving = fleet.choice(N, training.cost_usd)
+        if isinstance(serving, str):
+            notes.append(f"serving: the plan's model has no fleet for the demand: {serving}")
+            serving = None
+        else:
+            notes.append(f"serving: {serving.replicas} replicas x TP{serving.tensor_parallel} = {serving.devices} x "
+                         f"{profile.name} for {tokens_per_day:.3g} tokens/day ({serving.capacity_method}); lifetime "
+                         f"cost = training + {serving_days:g} days of serving, for the plan and each alternative")
+    alts = _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile, dc,
+                         fleet, serving) if alternatives else []
     moe_section = None
     if experts is not None:
         from .planning.moe import section
@@ -591,9 +631,9 @@ def recommend(
         notes += dc_section.notes
         if inference_tokens is not None and alternatives:
             notes.append("data-constrained: no inference-optimal alternative (Sardana 2024 assumes fresh data)")
-    if inference_tokens is not None:
+    if inference_tokens is not None and fleet is None:
         notes.append(f"inference: 2·N FLOPs per token at an assumed MFU of {inference_mfu:g} and the training price "
-                     "(the serving simulator is not used yet)")
+                     "(give --tokens-per-day and --serving-days to size a serving fleet instead)")
 
     return Recommendation(
         objective=objective, target_loss=target_loss, budget_flops=budget_flops, budget_usd=budget_usd,
@@ -608,7 +648,7 @@ def recommend(
                     **{k: float(v) for k, v in law.params.items()}),
         uncertainty=uncertainty, alternatives=alts,
         inference_tokens=inference_tokens, inference_mfu=inference_mfu if inference_tokens is not None else None,
-        calibration=cal_use, data_constrained=dc_section, moe=moe_section, notes=notes,
+        calibration=cal_use, data_constrained=dc_section, moe=moe_section, serving=serving, notes=notes,
     )
 
 
@@ -646,12 +686,15 @@ def _bisect_compute(place, measure, budget: float, what: str, objective: str, gp
     return math.exp(lo)
 
 
-def _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile, dc=None):
+def _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile, dc=None,
+                  fleet=None, serving=None):
     """Compute-optimal, over-trained 2x/10x smaller at the same loss, and (with a lifetime demand)
     the inference-optimal model; each simulated on the plan's GPUs. Under a unique-token cap
     (``dc``) the losses are Muennighoff's, the over-trained models repeat data to reach the plan's
     loss, the Chinchilla allocation of the same compute is shown with the loss it really reaches,
-    and the inference-optimal model (Sardana assumes fresh data) is left out."""
+    and the inference-optimal model (Sardana assumes fresh data) is left out. With a serving
+    ``fleet`` each model's inference cost is its own simulated fleet's, and the inference-optimal
+    model is solved at the plan fleet's effective MFU."""
     G = training.gpus if training is not None else None
     price = training.price_usd_per_gpu_hour if training is not None else None
     peak = training.peak_flops_per_s if training is not None else None
@@ -685,10 +728,13 @@ def _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, infe
 
         if training is not None:
             c = usd_per_flop(price, peak)
+            inf_mfu, how = inference_mfu, "assumed"
+            if serving is not None:
+                inf_mfu, how = min(1.0, serving.effective_mfu), "the plan's serving fleet's effective"
             p = cost_optimal(law, plan_loss, inference_tokens, 0.0, train_usd_per_flop=c, inference_usd_per_flop=c,
-                             train_mfu=training.mfu, prefill_mfu=inference_mfu, decode_mfu=inference_mfu)
+                             train_mfu=training.mfu, prefill_mfu=inf_mfu, decode_mfu=inf_mfu)
             desc = (f"Sardana 2024: minimal lifetime dollars at the same loss (training MFU {training.mfu:.3f}, "
-                    f"inference MFU {inference_mfu:g})")
+                    f"{how} inference MFU {inf_mfu:.3g})")
         else:
             from .laws.inference_aware import compute_optimal
 
@@ -714,7 +760,17 @@ def _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, infe
         if inference_tokens is not None:
             inf_flops = INFERENCE_FLOPS_PER_PARAM_TOKEN * n * inference_tokens
             alt.update(inference_flops=inf_flops, lifetime_flops=alt["compute_flops"] + inf_flops)
-            if price is not None:
+            if fleet is not None:
+                fp = fleet.plan(n)
+                if isinstance(fp, str):
+                    alt["note"] = (alt.get("note", "") + "; " if alt.get("note") else "") + \
+                        "no serving fleet meets the SLO"
+                else:
+                    serve_usd = fp.cost_usd_per_day * fleet.S
+                    alt.update(serving_devices=fp.devices, serving_cost_usd=serve_usd, inference_cost_usd=serve_usd)
+                    if alt.get("cost_usd") is not None:
+                        alt["lifetime_cost_usd"] = alt["cost_usd"] + serve_usd
+            elif price is not None:
                 inf_usd = inf_flops / (peak * inference_mfu) / 3600.0 * price
                 alt["inference_cost_usd"] = inf_usd
                 if alt.get("cost_usd") is not None:
@@ -755,4 +811,14 @@ def explain_lines(plan: Recommendation) -> list[str]:
         f"CO2 = energy × grid intensity = {t.energy_kwh:.6e} kWh × {t.grid_kg_co2_per_kwh:.6g} kg/kWh = "
         f"{t.co2_kg:.6e} kg",
     ]
+    v = plan.serving
+    if v is not None:
+        lines += [
+            f"serving fleet = {v.replicas} replicas × TP{v.tensor_parallel} = {v.devices} devices for "
+            f"{v.tokens_per_day:.6e} tokens/day at peak ×{v.peak_factor:g} ({v.capacity_method})",
+            f"serving cost = devices × price × 24 h × days = {v.devices} × ${t.price_usd_per_gpu_hour:.4f}/GPU-h "
+            f"× 24 h × {v.serving_days:g} = ${v.serving_cost_usd:.6e}",
+            f"lifetime cost = training + serving = ${t.cost_usd:.6e} + ${v.serving_cost_usd:.6e} = "
+            f"${v.lifetime_cost_usd:.6e}",
+        ]
     return lines

@@ -101,7 +101,8 @@ def _si(x: float) -> str:
 
 
 def _subtitle(plan) -> str:
-    return f"law {plan.law.name}" + (f", {plan.training.gpus} x {plan.training.gpu}" if plan.training else "")
+    t = plan.training
+    return f"law {plan.law.name}" + (f", trained on {t.gpus} x {t.gpu}" if t is not None else "")
 
 
 # -- (a) the loss-compute frontier -------------------------------------------------------------------

@@ -177,7 +177,8 @@ def test_usage_errors_exit_2(argv):
 
 
 FLAGS = ["--target-loss", "--budget-flops", "--budget-usd", "--gpu-hours", "--gpus", "--deadline-days", "--mfu",
-         "--price", "--inference-tokens", "--gpu", "--law", "--unique-tokens", "--experts", "--top-k"]
+         "--price", "--inference-tokens", "--gpu", "--law", "--unique-tokens", "--experts", "--top-k",
+         "--serving-days", "--p99-tpot"]
 VALUES = st.one_of(st.sampled_from(["2.0", "1.7", "0", "-1", "1e22", "$5M", "1e5", "64", "7", "0.4", "abc", "nan",
                                     "inf", "1e400", "h100-sxm", "hoffmann2022", "12", "30", "1e-9"]),
                    st.text(max_size=6).filter(lambda s: not s.startswith("-")))
@@ -219,3 +220,54 @@ def test_moe_usage_errors(argv):
     code, out, err = run("recommend", *argv)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_serving_demand_through_the_cli():
+    code, out, err = run("recommend", "--budget-flops", "1e22", "--gpus", "64", "--tokens-per-day", "5e9",
+                         "--serving-days", "180", "--prompt-tokens", "512", "--output-tokens", "128", "--p99-ttft", "1",
+                         "--json")
+    assert code == 0 and err == ""
+    doc = json.loads(out)
+    v = doc["serving"]
+    assert v["tokens_per_day"] == 5e9 and v["serving_days"] == 180 and v["prompt_tokens"] == 512
+    assert v["p99_ttft_s"] == 1 and v["devices"] >= 1
+    assert v["lifetime_cost_usd"] == pytest.approx(doc["training"]["cost_usd"] + v["serving_cost_usd"], rel=1e-12)
+    assert doc["inference_tokens"] == pytest.approx(9e11)
+    assert all(a["lifetime_cost_usd"] is not None for a in doc["alternatives"] if a["tokens"] is not None)
+    code, out, _ = run("recommend", "--budget-flops", "1e22", "--gpus", "64", "--tokens-per-day", "5e9",
+                       "--serving-days", "180")
+    assert code == 0
+    for text in ("Serving the plan's model", "replicas x TP", "lifetime cost", "serve GPUs", "serving $"):
+        assert text in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["--tokens-per-day", "1e10"], ["--serving-days", "30"], ["--tokens-per-day", "1e10", "--serving-days", "0"],
+    ["--tokens-per-day", "-5", "--serving-days", "30"], ["--prompt-tokens", "100"],
+    ["--tokens-per-day", "1e10", "--serving-days", "30", "--inference-tokens", "3e11"],
+    ["--tokens-per-day", "1e10", "--serving-days", "30", "--peak-factor", "0.5"],
+    ["--tokens-per-day", "1e10", "--serving-days", "30", "--p99-tpot", "0"],
+    ["--tokens-per-day", "1e10", "--serving-days", "30", "--output-tokens", "2.5"],
+])
+def test_serving_usage_errors(argv):
+    code, out, err = run("recommend", "--target-loss", "2.0", *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unmeetable_serving_slo_through_the_cli():
+    code, out, err = run("recommend", "--budget-flops", "1e22", "--gpus", "64", "--tokens-per-day", "1e9",
+                         "--serving-days", "30", "--p99-tpot", "1e-6")
+    assert code == 0 and err == "" and "no fleet for the demand" in out
+
+
+def test_explain_serving_arithmetic():
+    code, out, _ = run("recommend", "--budget-flops", "1e22", "--gpus", "64", "--tokens-per-day", "1e10",
+                       "--serving-days", "90", "--explain")
+    assert code == 0
+    text = out.split("The arithmetic", 1)[1]
+    dev, price, days, serve = _grab(rf"serving cost = devices × price × 24 h × days = {NUM} × \${NUM}/GPU-h × 24 h "
+                                    rf"× {NUM} = \${NUM}", text)
+    assert days == 90 and dev * price * 24 * days == pytest.approx(serve, rel=1e-5)
+    train, serve2, life = _grab(rf"lifetime cost = training \+ serving = \${NUM} \+ \${NUM} = \${NUM}", text)
+    assert serve2 == serve and train + serve == pytest.approx(life, rel=1e-5)

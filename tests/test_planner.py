@@ -345,3 +345,91 @@ def test_moe_larger_than_the_plan_gpus_is_simulated_on_more():
 def test_bad_moe_requests(kw):
     with pytest.raises(InputError):
         recommend(LAW, budget_flops=1e22, **kw)
+
+
+# -- serving demand and lifetime cost (--tokens-per-day, --serving-days) -----------------------------------
+
+FAST = {"simulate": False}  # analytic capacity: the same fleet arithmetic, no event simulation
+
+
+@pytest.fixture(scope="module")
+def served():
+    return recommend(LAW, budget_flops=1e23, gpus=256, tokens_per_day=1e10, serving_days=365)
+
+
+def test_serving_section_is_the_serving_simulator(served):
+    from scaling_planner.simulate.architecture import shape_for_params
+    from scaling_planner.simulate.serving import serving_capacity
+
+    v, t = served.serving, served.training
+    ref = serving_capacity(shape_for_params(served.model.params), load_profile("h100-sxm"), tokens_per_day=1e10)
+    assert (v.devices, v.replicas, v.tensor_parallel) == (ref.devices, ref.replicas, ref.tensor_parallel)
+    assert v.cost_usd_per_day == pytest.approx(ref.cost_usd_per_day, rel=1e-12)
+    assert v.serving_cost_usd == pytest.approx(365 * ref.cost_usd_per_day, rel=1e-12)
+    assert v.lifetime_cost_usd == pytest.approx(t.cost_usd + v.serving_cost_usd, rel=1e-12)
+    assert v.cost_usd_per_day == pytest.approx(v.devices * t.price_usd_per_gpu_hour * 24, rel=1e-9)
+    assert served.inference_tokens == pytest.approx(365e10)
+    peak = t.peak_flops_per_s
+    assert v.effective_mfu == pytest.approx(2 * served.model.params * 1e10 / (v.devices * 86400 * peak), rel=1e-9)
+    assert "simulation" in v.capacity_method
+
+
+def test_every_alternative_is_served_by_its_own_fleet(served):
+    from scaling_planner.simulate.architecture import shape_for_params
+    from scaling_planner.simulate.serving import serving_capacity
+
+    alts = {a.name: a for a in served.alternatives}
+    assert alts["compute-optimal"].serving_cost_usd == pytest.approx(served.serving.serving_cost_usd, rel=1e-12)
+    for a in alts.values():
+        if a.tokens is None:
+            continue
+        ref = serving_capacity(shape_for_params(a.params), load_profile("h100-sxm"), tokens_per_day=1e10)
+        assert a.serving_devices == ref.devices
+        assert a.serving_cost_usd == pytest.approx(365 * ref.cost_usd_per_day, rel=1e-12)
+        assert a.lifetime_cost_usd == pytest.approx(a.cost_usd + a.serving_cost_usd, rel=1e-12)
+        assert a.inference_cost_usd == a.serving_cost_usd
+    small, opt = alts["over-trained 2x smaller"], alts["compute-optimal"]
+    assert small.serving_devices < opt.serving_devices  # a smaller model needs a smaller fleet
+    assert "effective inference MFU" in alts["inference-optimal"].description
+
+
+def test_serving_cost_scales_with_days_and_demand():
+    short = recommend(LAW, budget_flops=1e22, gpus=64, tokens_per_day=1e9, serving_days=30, serving_options=FAST,
+                      alternatives=False)
+    year = recommend(LAW, budget_flops=1e22, gpus=64, tokens_per_day=1e9, serving_days=300, serving_options=FAST,
+                     alternatives=False)
+    busy = recommend(LAW, budget_flops=1e22, gpus=64, tokens_per_day=1e11, serving_days=30, serving_options=FAST,
+                     alternatives=False)
+    assert year.serving.serving_cost_usd == pytest.approx(10 * short.serving.serving_cost_usd, rel=1e-12)
+    assert year.serving.devices == short.serving.devices
+    # 100x the demand: ~100x the replicas less the rounding-up of a small fleet (1 replica, part idle)
+    assert 50 * short.serving.devices < busy.serving.devices <= 100 * short.serving.devices
+    assert busy.serving.cost_usd_per_million_tokens < short.serving.cost_usd_per_million_tokens
+    assert "analytic" in short.serving.capacity_method
+
+
+def test_unmeetable_slo_is_said_not_fatal():
+    p = recommend(LAW, budget_flops=1e22, gpus=64, tokens_per_day=1e9, serving_days=30,
+                  serving_options={**FAST, "p99_tpot_s": 1e-6})
+    assert p.serving is None and any("no fleet for the demand" in n for n in p.notes)
+    assert all(a.serving_cost_usd is None for a in p.alternatives)
+    assert p.training.cost_usd > 0
+
+
+@pytest.mark.parametrize("kw", [
+    {"tokens_per_day": 1e10}, {"serving_days": 30}, {"tokens_per_day": -1, "serving_days": 30},
+    {"tokens_per_day": 1e10, "serving_days": 0}, {"tokens_per_day": 1e10, "serving_days": 30, "inference_tokens": 1e9},
+    {"tokens_per_day": 1e10, "serving_days": 30, "serving_options": {"qps": 3}},
+    {"tokens_per_day": 1e10, "serving_days": 30, "serving_options": {"prompt_tokens": 0, "simulate": False}},
+    {"tokens_per_day": 1e10, "serving_days": 30, "serving_options": {"peak_factor": 0.5, "simulate": False}},
+    {"tokens_per_day": 1e10, "serving_days": 30, "gpu": None},
+])
+def test_bad_serving_requests(kw):
+    with pytest.raises(InputError):
+        recommend(LAW, budget_flops=1e22, gpus=64, **kw)
+
+
+def test_consistent_inference_tokens_are_accepted():
+    p = recommend(LAW, budget_flops=1e22, gpus=64, tokens_per_day=1e9, serving_days=30, inference_tokens=3e10,
+                  serving_options=FAST, alternatives=False)
+    assert p.inference_tokens == pytest.approx(3e10)

@@ -186,3 +186,14 @@ def test_data_constrained_figures_use_the_cap():
     assert plan_curve.get_ydata().min() == pytest.approx(p.model.loss, abs=1e-4)  # the star sits at its minimum
     ax = report.cost_figure(p).axes[0]
     assert any("loss 2.22" in t.get_text() for t in ax.get_xticklabels())
+
+
+def test_cost_bars_use_the_serving_fleets():
+    p = recommend(LAW, budget_flops=1e22, gpus=64, tokens_per_day=1e9, serving_days=100,
+                  serving_options={"simulate": False})
+    ax = report.cost_figure(p).axes[0]
+    rows = [a for a in p.alternatives if a.cost_usd is not None]
+    top = ax.patches[len(rows):]
+    assert [b.get_height() for b in top] == pytest.approx([a.serving_cost_usd for a in rows], rel=1e-9)
+    assert any("serving" in t.get_text() for t in ax.get_legend().get_texts())
+    assert "serving 1B tokens/day for 100 days" in ax.get_title()

@@ -44,6 +44,22 @@ def add_plan_arguments(p) -> None:
                    help="a measured MFU (0-1) replacing the simulator's (provenance 'measured')")
     p.add_argument("--inference-tokens", type=positive("inference_tokens"), metavar="T",
                    help="lifetime tokens served: adds the inference-optimal model (Sardana 2024) and lifetime cost")
+    p.add_argument("--tokens-per-day", type=positive("tokens_per_day"), metavar="T",
+                   help="serving demand, prompt + answer tokens per day (as planner serve): size the serving fleet "
+                        "of the plan and of each alternative; lifetime cost = training + serving "
+                        "(needs --serving-days)")
+    p.add_argument("--serving-days", type=positive("serving_days"), metavar="S",
+                   help="how many days the model serves --tokens-per-day")
+    p.add_argument("--prompt-tokens", type=positive_int("prompt_tokens"), metavar="P",
+                   help="prompt tokens per query of the serving demand (default 1024)")
+    p.add_argument("--output-tokens", type=positive_int("output_tokens"), metavar="O",
+                   help="answer tokens per query of the serving demand (default 256)")
+    p.add_argument("--p99-ttft", type=positive("p99_ttft"), metavar="S",
+                   help="serving p99 time-to-first-token SLO in seconds (default 2)")
+    p.add_argument("--p99-tpot", type=positive("p99_tpot"), metavar="S",
+                   help="serving p99 time-per-output-token SLO in seconds (default 0.2)")
+    p.add_argument("--peak-factor", type=positive("peak_factor"), metavar="X",
+                   help="peak / mean serving demand the fleet is sized for (default 2)")
     p.add_argument("--unique-tokens", type=positive("unique_tokens"), metavar="U",
                    help="unique training tokens available: allocate under repeated data (Muennighoff 2023) and "
                         "report epochs, effective data and the loss under repetition")
@@ -82,10 +98,23 @@ def check_plan_arguments(args) -> None:
                           f"or a fixed cluster --gpus G --deadline-days T{extra}")
     if args.mfu is not None and args.mfu > 1:
         usage_error(args, f"--mfu: must be a fraction in (0, 1], got {args.mfu:g}")
+    if (args.tokens_per_day is None) != (args.serving_days is None):
+        usage_error(args, "--tokens-per-day and --serving-days: give both (a demand and how many days it lasts)")
+    if args.tokens_per_day is None and any(getattr(args, k) is not None for k in _SERVING_OPTIONS.values()):
+        usage_error(args, "--prompt-tokens/--output-tokens/--p99-ttft/--p99-tpot/--peak-factor: need "
+                          "--tokens-per-day and --serving-days")
+    if args.tokens_per_day is not None and args.inference_tokens is not None:
+        usage_error(args, "--inference-tokens: give it or --tokens-per-day/--serving-days, not both")
+    if args.peak_factor is not None and args.peak_factor < 1:
+        usage_error(args, f"--peak-factor: must be >= 1, got {args.peak_factor:g}")
     if args.top_k is not None and args.experts is None:
         usage_error(args, "--top-k: needs --experts X")
     if args.calibration_dir is not None and not args.calibrated:
         usage_error(args, "--calibration-dir: only read with --calibrated")
+
+
+_SERVING_OPTIONS = {"prompt_tokens": "prompt_tokens", "output_tokens": "output_tokens", "p99_ttft_s": "p99_ttft",
+                    "p99_tpot_s": "p99_tpot", "peak_factor": "peak_factor"}
 
 
 def plan_from_arguments(args):
@@ -99,7 +128,10 @@ def plan_from_arguments(args):
                      budget_gpu_hours=args.gpu_hours, gpus=args.gpus, deadline_days=args.deadline_days,
                      gpu=args.gpu, price_usd_per_hour=args.price, mfu=args.mfu,
                      inference_tokens=args.inference_tokens, unique_tokens=args.unique_tokens,
-                     experts=args.experts, top_k=args.top_k,
+                     experts=args.experts, top_k=args.top_k, tokens_per_day=args.tokens_per_day,
+                     serving_days=args.serving_days,
+                     serving_options={k: getattr(args, a) for k, a in _SERVING_OPTIONS.items()
+                                      if getattr(args, a) is not None},
                      calibration="latest" if args.calibrated else None, calibration_dir=args.calibration_dir)
 
 
@@ -192,26 +224,32 @@ def render(rec) -> str:
             lines.append(f"  ({u.scaling_note})")
     if rec.alternatives:
         lifetime = rec.inference_tokens is not None
+        served = rec.serving is not None or any(a.serving_cost_usd is not None for a in rec.alternatives)
         plan_loss = rec.alternatives[0].loss
         losses = any(abs(a.loss - plan_loss) > 1e-6 for a in rec.alternatives if a.tokens is not None)
         head = ["alternative", "N", "D", "D/N"] + (["loss"] if losses else []) + ["C FLOPs", "GPU-h", "cost"] + \
-            (["lifetime $"] if lifetime else [])
+            (["serve GPUs", "serving $"] if served else []) + (["lifetime $"] if lifetime else [])
         body = []
         for a in rec.alternatives:
             if a.tokens is None:
                 body.append([a.name, format_si(a.params), "-", "-"] + (["-"] if losses else []) + ["-", "-", a.note]
-                            + ([""] if lifetime else []))
+                            + (["", ""] if served else []) + ([""] if lifetime else []))
                 continue
             row = [a.name, format_si(a.params), format_si(a.tokens), f"{a.tokens_per_param:.0f}"] + \
                 ([f"{a.loss:.4f}"] if losses else []) + [
                 f"{a.compute_flops:.3g}", format_si(a.gpu_hours) if a.gpu_hours is not None else "-",
                 format_usd(a.cost_usd) if a.cost_usd is not None else (a.note or "-")]
+            if served:
+                row += [str(a.serving_devices) if a.serving_devices is not None else "-",
+                        format_usd(a.serving_cost_usd) if a.serving_cost_usd is not None else "-"]
             if lifetime:
                 row.append(format_usd(a.lifetime_cost_usd) if a.lifetime_cost_usd is not None else "-")
             body.append(row)
         heading = f"\nAlternatives at loss {plan_loss:.4f}" if not losses else "\nAlternatives (each reaches its loss)"
         lines.append(heading + (f" on the same {t.gpus} GPUs" if t is not None else ""))
         lines.append(table(body, head))
+    if rec.serving is not None:
+        lines.append(_render_serving(rec.serving))
     if rec.data_constrained is not None:
         lines.append(_render_data_constrained(rec.data_constrained))
     if rec.moe is not None:
@@ -219,6 +257,26 @@ def render(rec) -> str:
     for note in rec.notes:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+def _render_serving(v) -> str:
+    from ..units import format_si, format_usd
+    from .common import table
+
+    rows = [
+        ["demand", f"{format_si(v.tokens_per_day)} tokens/day for {v.serving_days:g} days "
+                   f"({format_si(v.lifetime_tokens)} tokens)",
+         f"{v.prompt_tokens:g} prompt + {v.output_tokens:g} answer tokens a query, peak x{v.peak_factor:g}"],
+        ["fleet", f"{v.replicas} replicas x TP{v.tensor_parallel} = {v.devices} x {v.gpu}",
+         f"p99 TTFT <= {v.p99_ttft_s:g} s, TPOT <= {v.p99_tpot_s:g} s"],
+        ["cost per million tokens", f"${v.cost_usd_per_million_tokens:.3f}",
+         f"{format_usd(v.cost_usd_per_day)} a day; effective MFU {v.effective_mfu:.1%}"],
+        ["serving cost", format_usd(v.serving_cost_usd), f"{format_si(v.energy_kwh)} kWh"],
+    ]
+    if v.lifetime_cost_usd is not None:
+        rows.append(["lifetime cost", format_usd(v.lifetime_cost_usd),
+                     f"training {format_usd(v.training_cost_usd)} + serving {format_usd(v.serving_cost_usd)}"])
+    return f"\nServing the plan's model ({v.capacity_method})\n" + table(rows)
 
 
 def _render_moe(m) -> str:

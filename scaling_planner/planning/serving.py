@@ -1,0 +1,132 @@
+"""Serving the planned model at a demand, and the lifetime cost it implies (``--tokens-per-day T
+--serving-days S``).
+
+A model is trained once and served for S days at T tokens a day (prompt + answer, the unit of
+``planner serve``). :func:`scaling_planner.simulate.serving.serving_capacity` sizes the fleet for
+the demand's peak under the p99 TTFT / time-per-output-token SLOs on the plan's GPU profile at the
+training price (replicas x tensor parallel, capacity by simulated load), so
+
+    serving cost = cost per day x S,        lifetime cost = training cost + serving cost,
+
+for the plan and for every alternative (each served by its own fleet). This replaces the
+assumed-MFU inference estimate (2·N FLOPs per token at a fixed utilisation) with the fleet the
+demand needs. The fleet's *effective* MFU, 2·N·T / (devices · 86400 s · peak FLOP/s), is what
+that fleet delivers over a day, peak provisioning and latency limits included; the inference-aware
+(Sardana 2024) alternative is solved at the plan fleet's effective MFU and then served by a fleet
+simulated for its own size.
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import InfeasibleError, InputError
+
+SECONDS_PER_DAY = 86400.0
+OPTIONS = ("prompt_tokens", "output_tokens", "p99_ttft_s", "p99_tpot_s", "peak_factor", "simulate")
+
+
+class ServingChoice(BaseModel):
+    """The ``serving`` section of a plan: the fleet for the demand and the lifetime cost."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    gpu: str
+    precision: str
+    params: float = Field(description="N of the model served (the plan's)")
+    tokens_per_day: float = Field(description="prompt + answer tokens a day (planner serve's unit)")
+    serving_days: float
+    lifetime_tokens: float = Field(description="tokens_per_day x serving_days")
+    prompt_tokens: float
+    output_tokens: float
+    peak_factor: float = Field(description="the fleet is sized for peak = this x the mean demand")
+    p99_ttft_s: float
+    p99_tpot_s: float
+    tensor_parallel: int
+    replicas: int
+    devices: int
+    max_qps_per_replica: float
+    cost_usd_per_day: float
+    cost_usd_per_million_tokens: float = Field(description="per million demand tokens (prompt + answer)")
+    serving_cost_usd: float = Field(description="cost per day x serving_days")
+    energy_kwh: float = Field(description="facility energy over serving_days")
+    effective_mfu: float = Field(description="2·N·T / (devices · 86400 s · peak): what the fleet delivers over a day")
+    capacity_method: str
+    training_cost_usd: float | None = None
+    lifetime_cost_usd: float | None = Field(None, description="training + serving cost")
+    notes: list[str] = Field(default_factory=list)
+
+
+def check_demand(tokens_per_day, serving_days, options) -> dict:
+    """Validated serving options (unknown keys are an InputError); the numbers are checked by
+    ``serving_capacity`` itself, with the field named."""
+    if (tokens_per_day is None) != (serving_days is None):
+        raise InputError("serving", "give both tokens_per_day and serving_days (a demand and how long it lasts)")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise InputError("serving_options", f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(OPTIONS)}")
+    return {k: v for k, v in options.items() if v is not None}
+
+
+class Fleet:
+    """Serving fleets for models of N parameters at one demand on one profile, memoised by N."""
+
+    def __init__(self, profile, tokens_per_day: float, serving_days: float, price_usd_per_hour, options: dict,
+                 precision: str = "bf16"):
+        self.profile, self.T, self.S = profile, float(tokens_per_day), float(serving_days)
+        self.price, self.options, self.precision = price_usd_per_hour, options, precision
+        self.cache: dict = {}
+
+    def plan(self, N: float):
+        """The ServingPlan of a model of N parameters (``shape_for_params``), or the reason it has none."""
+        key = float(N)
+        if key not in self.cache:
+            from ..simulate.architecture import shape_for_params
+            from ..simulate.serving import serving_capacity
+
+            try:
+                self.cache[key] = serving_capacity(
+                    shape_for_params(N), self.profile, tokens_per_day=self.T, precision=self.precision,
+                    price_usd_per_hour=self.price, **self.options)
+            except InfeasibleError as exc:
+                self.cache[key] = str(exc)
+        return self.cache[key]
+
+    def cost_usd(self, N: float) -> float | None:
+        p = self.plan(N)
+        return None if isinstance(p, str) else p.cost_usd_per_day * self.S
+
+    def effective_mfu(self, plan, N: float) -> float:
+        peak = float(self.profile.peak_flops_per_s(self.precision))
+        return 2.0 * N * self.T / (plan.devices * SECONDS_PER_DAY * peak)
+
+    def choice(self, N: float, training_cost_usd: float | None) -> ServingChoice | str:
+        p = self.plan(N)
+        if isinstance(p, str):
+            return p
+        serving = p.cost_usd_per_day * self.S
+        d = p.demand
+        return ServingChoice(
+            gpu=self.profile.name, precision=p.precision, params=float(N), tokens_per_day=self.T,
+            serving_days=self.S, lifetime_tokens=self.T * self.S, prompt_tokens=d.prompt_tokens,
+            output_tokens=d.output_tokens, peak_factor=d.peak_factor, p99_ttft_s=p.slo.p99_ttft_s,
+            p99_tpot_s=p.slo.p99_tpot_s, tensor_parallel=p.tensor_parallel, replicas=p.replicas, devices=p.devices,
+            max_qps_per_replica=p.max_qps_per_replica, cost_usd_per_day=p.cost_usd_per_day,
+            cost_usd_per_million_tokens=p.cost_usd_per_million_tokens, serving_cost_usd=serving,
+            energy_kwh=p.energy_kwh_per_day * self.S, effective_mfu=self.effective_mfu(p, N),
+            capacity_method=p.capacity_method, training_cost_usd=training_cost_usd,
+            lifetime_cost_usd=None if training_cost_usd is None else training_cost_usd + serving,
+            notes=list(p.notes),
+        )
+
+
+def lifetime_tokens(tokens_per_day, serving_days, inference_tokens):
+    """T·S, checked against an explicit ``inference_tokens`` (they must agree, or give one)."""
+    total = float(tokens_per_day) * float(serving_days)
+    if inference_tokens is not None and not math.isclose(inference_tokens, total, rel_tol=1e-9):
+        raise InputError("inference_tokens", f"{inference_tokens:.4g} disagrees with tokens_per_day x serving_days "
+                                             f"= {total:.4g}; give one or the other")
+    return total

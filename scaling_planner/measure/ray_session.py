@@ -4,6 +4,7 @@
 session it started itself, so a flow can hold one session around several tasks (measure, size, train)
 and each task's own ``ray_session()`` reuses it instead of paying Ray's start-up (3-6 s here) again.
 A cluster that cannot be reached is a MeasurementError with the reason, within ``connect_timeout_s``.
+No address starts a fresh local instance; ``"auto"`` attaches to one a ``ray start`` left running.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def _init(address: str | None, init_kwargs: dict | None, connect_timeout_s: floa
         os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", str(int(max(1, connect_timeout_s))))
         os.environ.setdefault("RAY_gcs_server_request_timeout_seconds", str(int(max(1, connect_timeout_s))))
     try:
-        ray.init(address=address, **kwargs)
+        # "local" always starts a fresh instance: a bare ray.init() would attach to whatever cluster a
+        # previous `ray start` (or a test's cluster_utils.Cluster) left on this machine. Use "auto" for that.
+        ray.init(address=address or "local", **kwargs)
     except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError, ValueError from a bad address
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise MeasurementError(f"cannot start or reach {where}: {type(exc).__name__}: "

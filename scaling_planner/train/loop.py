@@ -112,7 +112,8 @@ def train_gpt(config: GPTConfig, *, tokens: int, batch_size: int = 16, lr: float
               threads: int | None = None, warmup_frac: float = 0.1, min_lr_frac: float = 0.1,
               weight_decay: float = 0.1, grad_clip: float = 1.0, profile: Any = None,
               peak_flops_per_s: float | None = None, peak_source: str | None = None,
-              nvml_index: int | None = None) -> TrainResult:
+              nvml_index: int | None = None, data_seed: int | None = None,
+              wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> TrainResult:
     """Train ``GPT(config)`` for ``tokens // (batch_size * seq_len)`` optimizer steps.
 
     ``corpus``: a :class:`Corpus`, a path, or None for the shipped corpus. ``dtype``: ``fp32``,
@@ -121,7 +122,10 @@ def train_gpt(config: GPTConfig, *, tokens: int, batch_size: int = 16, lr: float
     meter's window, so keep it cheap: log, do not evaluate). ``threads`` sets
     ``torch.set_num_threads`` for the run (restored afterwards). ``profile`` / ``peak_flops_per_s``
     / ``peak_source`` / ``nvml_index`` go to :class:`~scaling_planner.measure.mfu.MfuMeter`, which
-    times every step after the first. Bad arguments raise :class:`InputError` naming the field.
+    times every step after the first. Data-parallel use (``train.ray_job``): ``data_seed`` seeds the
+    batch sampler apart from the initialisation (one per rank), ``wrap_model`` wraps the built model
+    (``ray.train.torch.prepare_model`` -> DistributedDataParallel). Bad arguments raise
+    :class:`InputError` naming the field.
     """
     t_run = time.perf_counter()
     if not isinstance(config, GPTConfig):
@@ -129,6 +133,7 @@ def train_gpt(config: GPTConfig, *, tokens: int, batch_size: int = 16, lr: float
     batch_size = _check_int("batch_size", batch_size, 1)
     tokens = _check_int("tokens", tokens, 1)
     seed = _check_int("seed", seed, 0)
+    data_seed = seed if data_seed is None else _check_int("data_seed", data_seed, 0)
     eval_batches = _check_int("eval_batches", eval_batches, 1)
     log_every = _check_int("log_every", log_every, 1)
     if threads is not None:
@@ -175,7 +180,8 @@ def train_gpt(config: GPTConfig, *, tokens: int, batch_size: int = 16, lr: float
         if dev.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
         return _run(config, corpus, val, dev, dtype, steps, tokens, tokens_per_step, batch_size, lr, seed,
-                    log_every, on_step, warmup_frac, min_lr_frac, weight_decay, grad_clip, meter, threads, t_run)
+                    log_every, on_step, warmup_frac, min_lr_frac, weight_decay, grad_clip, meter, threads, t_run,
+                    data_seed=data_seed, wrap_model=wrap_model)
     finally:
         torch.set_num_threads(previous_threads)
         if previous_tf32 is not None:
@@ -183,11 +189,14 @@ def train_gpt(config: GPTConfig, *, tokens: int, batch_size: int = 16, lr: float
 
 
 def _run(config, corpus, val, dev, dtype, steps, tokens, tokens_per_step, batch_size, lr, seed, log_every,
-         on_step, warmup_frac, min_lr_frac, weight_decay, grad_clip, meter, threads, t_run) -> TrainResult:
+         on_step, warmup_frac, min_lr_frac, weight_decay, grad_clip, meter, threads, t_run, *, data_seed,
+         wrap_model) -> TrainResult:
     torch.manual_seed(seed)
     model = GPT(config).to(dev)
+    if wrap_model is not None:
+        model = wrap_model(model)
     opt = _optimizer(model, lr, weight_decay)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(data_seed)
     amp = DTYPES[dtype]
 
     def autocast():

@@ -322,6 +322,7 @@ def _submit(ray: Any, work: list[_Work], nodes: dict[str, NodeMeasurement], requ
             w.ref = task.options(num_gpus=1, num_cpus=0, scheduling_strategy=strategy).remote(req)
         else:
             cpus = nodes[w.node_id].resources.get("CPU", 1.0)
+            cpus = float(math.floor(cpus)) if cpus >= 1 else cpus  # Ray wants whole CPUs above one
             strategy = NodeAffinitySchedulingStrategy(node_id=w.node_id, soft=False)
             w.ref = task.options(num_cpus=cpus, scheduling_strategy=strategy).remote(req)
 
@@ -525,6 +526,8 @@ def measure_cluster(*, ray_address: str | None = None, dtypes: Sequence[str] | N
     try:
         if started:
             notes.append(f"{'connected to' if ray_address else 'started'} Ray in {connect_s:.1f} s")
+        elif ray_address:
+            notes.append(f"used this process's Ray session; ray_address {ray_address!r} was not used")
         nodes = {n["NodeID"]: _node_model(n) for n in ray.nodes()}
         if not any(n.alive for n in nodes.values()):
             raise MeasurementError("Ray reports no alive node")
@@ -537,6 +540,8 @@ def measure_cluster(*, ray_address: str | None = None, dtypes: Sequence[str] | N
         _submit(ray, work, nodes, {"dtypes": dtypes, "quick": quick, "probe_fn": probe_fn})
         died = _collect(ray, work, nodes, probe_timeout_s, progress)
         alive_now = _alive_ids(ray)
+    except (ray.exceptions.RayError, ConnectionError) as exc:  # the cluster itself went away
+        raise MeasurementError(f"Ray failed during the measurement: {_ray_reason(exc)}") from None
     finally:
         _release(ray, work)
         if started:

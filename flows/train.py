@@ -56,6 +56,7 @@ class TrainRequest(BaseModel):
     save_calibration: bool = Field(True, description="append the measured MFU to the calibration history")
     max_failures: int = Field(0, ge=0, description="Ray Train retries after a worker dies")
     timeout_s: float = Field(1800, gt=0, description="the training task's time limit")
+    pid_dir: str | None = Field(None, description="each worker writes its PID here (operators and tests)")
 
 
 class TrainFlowResult(BaseModel):
@@ -92,7 +93,7 @@ def run_training(config_fields: dict, job, req: TrainRequest, peak_flops_per_s: 
                         lr=req.lr, seed=req.seed, corpus=req.corpus, dtype=req.dtype,
                         threads_per_worker=req.threads_per_worker, profile=None,
                         peak_flops_per_s=peak_flops_per_s, peak_source=peak_source, storage_dir=req.storage_dir,
-                        max_failures=req.max_failures)
+                        max_failures=req.max_failures, pid_dir=req.pid_dir)
 
 
 @task(name="record-mfu", cache_policy=NO_CACHE)

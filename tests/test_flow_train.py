@@ -1,0 +1,79 @@
+"""The training flow end to end on CPU: pre-flight, a real Ray Train job, MFU into the calibration history,
+and the next plan using it; a worker killed mid-training fails the flow clearly and writes nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from flows.preflight import PreflightRequest, preflight
+from flows.train import TrainRequest, architecture_of, train
+from scaling_planner.calibration import history
+from scaling_planner.gate import GateLimits
+
+TINY = {"params": 5e4, "seq_len": 64, "batch_size": 8, "threads_per_worker": 1}
+
+
+@pytest.mark.slow
+def test_training_flow_records_mfu_and_the_next_plan_uses_it(prefect_harness, calibration_dir, tmp_path):
+    req = TrainRequest(**TINY, tokens=8 * 64 * 40, storage_dir=str(tmp_path / "ray"))
+    state = train(req, return_state=True)
+    assert state.is_completed(), state.message
+    out = state.result()
+    assert out.steps == 40 and out.tokens_seen == 8 * 64 * 40
+    assert out.final_val_loss < out.initial_val_loss - 1.0  # it learned (ln 256 = 5.55 at the start)
+    assert out.preflight.gate.passed and out.preflight.job.num_workers == 1
+    assert out.preflight.job.use_gpu is False and out.preflight.gpu == "cpu"
+    # the measured MFU is in the history, as one complete record
+    records, problems = history(calibration_dir, profile="cpu", source="training")
+    assert not problems and [r.id for r in records] == [out.calibration_record]
+    assert records[0].mfu == pytest.approx(out.mfu) and 0 < out.mfu < 1
+    # the next pre-flight for this job plans with it instead of the profile's prior
+    from scaling_planner.train.gpt import config_for_params
+
+    cfg = config_for_params(5e4, seq_len=64)
+    nxt = preflight(PreflightRequest(params=float(cfg.params_total()), tokens=float(req.tokens),
+                                     arch=architecture_of(cfg), gpu="cpu", gpus=1, measure=False, size_job=False))
+    assert any(out.calibration_record in c for c in nxt.calibration)
+    assert nxt.plan["training"]["mfu"] == pytest.approx(out.mfu)
+
+
+@pytest.mark.slow
+def test_gate_rejects_before_any_training(prefect_harness, calibration_dir, tmp_path):
+    # a 1-second deadline for 4M tokens on a CPU: the pre-flight must stop it, with the excess
+    req = TrainRequest(**TINY, tokens=4_000_000, limits=GateLimits(deadline_days=1 / 86400),
+                       storage_dir=str(tmp_path / "ray"))
+    state = train(req, return_state=True)
+    assert state.is_failed() and "deadline_days" in state.message and "exceeds" in state.message
+    assert not (tmp_path / "ray").exists()  # no Ray Train job was started
+    assert history(calibration_dir)[0] == []
+
+
+@pytest.mark.slow
+def test_killed_worker_fails_clearly_and_writes_no_calibration(prefect_harness, calibration_dir, tmp_path):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    req = TrainRequest(**TINY, workers=2, tokens=2 * 8 * 64 * 100_000, pid_dir=str(pid_dir),
+                       storage_dir=str(tmp_path / "ray"), limits=GateLimits())
+
+    def kill_rank_1():
+        deadline = time.monotonic() + 240
+        pid_file = pid_dir / "rank1.pid"
+        while time.monotonic() < deadline and not pid_file.exists():
+            time.sleep(0.2)
+        time.sleep(2.0)  # let it train a few steps
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_rank_1, daemon=True)
+    killer.start()
+    state = train(req, return_state=True)
+    killer.join(timeout=5)
+    assert state.is_failed()
+    assert "training on Ray failed (2 workers)" in state.message
+    records, problems = history(calibration_dir)
+    assert records == [] and problems == []
+    assert not calibration_dir.exists() or not any(calibration_dir.iterdir())  # not even a temporary file

@@ -433,3 +433,25 @@ def test_consistent_inference_tokens_are_accepted():
     p = recommend(LAW, budget_flops=1e22, gpus=64, tokens_per_day=1e9, serving_days=30, inference_tokens=3e10,
                   serving_options=FAST, alternatives=False)
     assert p.inference_tokens == pytest.approx(3e10)
+
+
+# -- start-up shortcuts give the same answers as the general paths -------------------------------------------
+
+def test_fast_profile_loader_matches_the_validated_loader():
+    from scaling_planner.hardware import profiles as hp
+
+    names = sorted(p.stem for p in hp.builtin_profiles_dir().glob("*.yaml"))
+    assert len(names) > 10
+    for name in names:
+        fast = load_profile(name)
+        slow = hp.load_profile_file(hp.builtin_profiles_dir() / f"{name}.yaml", builtin=True)
+        assert fast.model_dump() == slow.model_dump(), name
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 4000, 4001])
+def test_percentiles_are_numpys_linear_percentiles(n):
+    from scaling_planner.planner import _percentiles
+
+    v = np.random.default_rng(n).lognormal(size=n)
+    assert np.array_equal(_percentiles(v, [10, 50, 90]), np.percentile(v, [10, 50, 90])) or np.allclose(
+        _percentiles(v, [10, 50, 90]), np.percentile(v, [10, 50, 90]), rtol=1e-15, atol=0)

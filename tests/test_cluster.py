@@ -22,12 +22,12 @@ import pytest
 
 from scaling_planner.errors import InputError, MeasurementError
 from scaling_planner.measure.cluster import (
-    _check_reachable,
     _local_cuda_index,
     cluster_totals,
     find_stragglers,
     measure_cluster,
 )
+from scaling_planner.measure.ray_session import check_reachable as _check_reachable
 from scaling_planner.measurement import DeviceMeasurement, NodeMeasurement, ProbeResult
 
 ray = pytest.importorskip("ray")

@@ -37,7 +37,6 @@ import math
 import os
 import socket
 import statistics
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,29 +51,21 @@ from ..measurement import (
     NodeMeasurement,
     Straggler,
 )
+from .ray_session import CONNECT_TIMEOUT_S
+from .ray_session import connect as _connect
+from .ray_session import first_line as _first_line
 
 DEFAULT_PROBE_TIMEOUT_S = 60.0
 DEFAULT_STRAGGLER_MARGIN = 0.10
-CONNECT_TIMEOUT_S = 30.0
-"""Bound on connecting to a remote cluster (a TCP check first, then ``ray.init`` in a bounded wait)."""
 POLL_S = 0.5
 """How often the driver checks ``ray.nodes()`` for dead nodes while it waits for results."""
 NODE_ID_LABEL = "ray.io/node-id"
-LOCAL_INIT_KWARGS = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
-_NEW_NODE_KWARGS = ("num_cpus", "num_gpus", "resources", "include_dashboard", "object_store_memory",
-                    "_system_config", "dashboard_host", "dashboard_port")
 
 Progress = Callable[[int, int, str], None]
 ProbeFn = Callable[..., list]
 
 
 # ---- inside the Ray task ------------------------------------------------------------------------------
-
-def _first_line(text: object, limit: int = 300) -> str:
-    lines = str(text).strip().splitlines()
-    line = lines[0].strip() if lines else ""
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
 
 def _local_cuda_index(slot: int, visible: str | None) -> int:
     """The torch index of physical GPU ``slot``: its position in CUDA_VISIBLE_DEVICES (Ray sets that
@@ -186,78 +177,6 @@ def _ray_gpu_ids() -> list[int]:
         return [int(i) for i in ray.get_gpu_ids()]
     except (ImportError, ValueError, TypeError):
         return []
-
-
-# ---- connecting ---------------------------------------------------------------------------------------
-
-def _check_reachable(address: str, timeout_s: float) -> None:
-    """A TCP connection to ``host:port`` first: ``ray.init`` retries an unreachable GCS for minutes."""
-    text = address.strip()
-    if text in ("auto", "local"):
-        return
-    port_default = None
-    if text.startswith("ray://"):
-        text, port_default = text[len("ray://"):], 10001
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = text, str(port_default) if port_default else ""
-    if not host or not port_text.isdigit():
-        raise MeasurementError(f"cannot reach the Ray cluster at {address}: expected HOST:PORT "
-                               "(e.g. 10.0.0.1:6379), ray://HOST:PORT or auto")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port_text)), timeout=timeout_s):
-            pass
-    except TimeoutError:
-        raise MeasurementError(f"cannot reach the Ray cluster at {address}: no answer within {timeout_s:g} s") from None
-    except OSError as exc:
-        raise MeasurementError(f"cannot reach the Ray cluster at {address}: "
-                               f"{exc.strerror or type(exc).__name__}") from None
-
-
-def _connect(address: str | None, init_kwargs: dict | None, connect_timeout_s: float) -> tuple[bool, float]:
-    """Use this process's Ray, else connect to ``address``, else start a local instance.
-
-    Returns (started by us, seconds it took). Raises MeasurementError with a one-line reason.
-    """
-    try:
-        import ray
-    except ImportError:
-        raise MeasurementError("Ray is not installed: pip install 'scaling-planner[measure]'") from None
-    if ray.is_initialized():
-        return False, 0.0
-    t0 = time.perf_counter()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # DESIGN.md: nothing goes to the network
-    kwargs = {**LOCAL_INIT_KWARGS, **(init_kwargs or {})}
-    if not address:
-        try:
-            ray.init(**kwargs)
-        except Exception as exc:
-            raise MeasurementError(f"cannot start a local Ray instance: {type(exc).__name__}: "
-                                   f"{_first_line(exc) or 'no detail'}") from None
-        return True, time.perf_counter() - t0
-    for key in _NEW_NODE_KWARGS:
-        kwargs.pop(key, None)  # these describe a new local node; a connection must not pass them
-    _check_reachable(address, min(connect_timeout_s, 10.0))
-    outcome: dict[str, BaseException | None] = {}
-
-    def init() -> None:
-        try:
-            ray.init(address=address, **kwargs)
-            outcome["error"] = None
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=init, name="ray-connect", daemon=True)
-    worker.start()
-    worker.join(connect_timeout_s)
-    if worker.is_alive():
-        raise MeasurementError(f"cannot reach the Ray cluster at {address}: the port answers but Ray did not "
-                               f"connect within {connect_timeout_s:g} s (is it a Ray GCS port?)")
-    if outcome.get("error") is not None:
-        exc = outcome["error"]
-        raise MeasurementError(f"cannot reach the Ray cluster at {address}: {type(exc).__name__}: "
-                               f"{_first_line(exc) or 'no detail'}")
-    return True, time.perf_counter() - t0
 
 
 # ---- planning the work ----------------------------------------------------------------------------------

@@ -1,51 +1,119 @@
 """One way to get a Ray session: use the one this process already has, else connect or start one.
 
-``ray_session(address)`` is a context manager: inside it ``ray`` is initialised. It shuts down only a
-session it started itself, so a flow can hold one session around several tasks (measure, size, train)
-and each task's own ``ray_session()`` reuses it instead of paying Ray's start-up (3-6 s here) again.
-A cluster that cannot be reached is a MeasurementError with the reason, within ``connect_timeout_s``.
-No address starts a fresh local instance; ``"auto"`` attaches to one a ``ray start`` left running.
+:func:`connect` and the context manager :func:`ray_session` share one rule:
+
+* Ray already initialised in this process: use it (a flow holds one session around several tasks:
+  measure, size, train; each task's own ``ray_session()`` then reuses it instead of paying Ray's
+  start-up, 3-6 s here, again);
+* an address: a TCP check of ``host:port`` first (``ray.init`` retries an unreachable GCS for
+  minutes), then ``ray.init`` in a thread bounded by ``connect_timeout_s``; ``"auto"`` attaches to a
+  cluster a ``ray start`` left on this machine;
+* no address: a fresh local instance (``address="local"``: a bare ``ray.init()`` would attach to any
+  cluster a previous ``ray start`` or a test's ``cluster_utils.Cluster`` left running).
+
+Every failure is a :class:`~scaling_planner.errors.MeasurementError` with a one-line reason. Only a
+session started here is shut down here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import threading
+import time
 
 from ..errors import MeasurementError
 
+CONNECT_TIMEOUT_S = 30.0
+"""Bound on connecting to a remote cluster (a TCP check first, then ``ray.init`` in a bounded wait)."""
 LOCAL_INIT_KWARGS = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False}
+NEW_NODE_KWARGS = ("num_cpus", "num_gpus", "resources", "include_dashboard", "object_store_memory",
+                   "_system_config", "dashboard_host", "dashboard_port")
+"""``ray.init`` arguments that describe a new local node; a connection to a cluster must not pass them."""
 
 
-def _init(address: str | None, init_kwargs: dict | None, connect_timeout_s: float) -> None:
-    import ray
+def first_line(text: object, limit: int = 300) -> str:
+    lines = str(text).strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs = dict(LOCAL_INIT_KWARGS)
-    kwargs.update(init_kwargs or {})
-    if address:
-        for key in ("num_cpus", "num_gpus", "resources", "include_dashboard", "object_store_memory"):
-            kwargs.pop(key, None)  # these describe a new local node; a connection must not pass them
-        os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", str(int(max(1, connect_timeout_s))))
-        os.environ.setdefault("RAY_gcs_server_request_timeout_seconds", str(int(max(1, connect_timeout_s))))
+
+def check_reachable(address: str, timeout_s: float) -> None:
+    """A TCP connection to ``host:port`` (``ray://host:port`` defaults to 10001); ``auto``/``local`` pass."""
+    text = address.strip()
+    if text in ("auto", "local"):
+        return
+    port_default = None
+    if text.startswith("ray://"):
+        text, port_default = text[len("ray://"):], 10001
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = text, str(port_default) if port_default else ""
+    if not host or not port_text.isdigit():
+        raise MeasurementError(f"cannot reach the Ray cluster at {address}: expected HOST:PORT "
+                               "(e.g. 10.0.0.1:6379), ray://HOST:PORT or auto")
     try:
-        # "local" always starts a fresh instance: a bare ray.init() would attach to whatever cluster a
-        # previous `ray start` (or a test's cluster_utils.Cluster) left on this machine. Use "auto" for that.
-        ray.init(address=address or "local", **kwargs)
-    except Exception as exc:  # ConnectionError, TimeoutError, RuntimeError, ValueError from a bad address
-        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise MeasurementError(f"cannot start or reach {where}: {type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}") from None
+        with socket.create_connection((host.strip("[]"), int(port_text)), timeout=timeout_s):
+            pass
+    except TimeoutError:
+        raise MeasurementError(f"cannot reach the Ray cluster at {address}: no answer within {timeout_s:g} s") from None
+    except OSError as exc:
+        raise MeasurementError(f"cannot reach the Ray cluster at {address}: "
+                               f"{exc.strerror or type(exc).__name__}") from None
+
+
+def connect(address: str | None = None, init_kwargs: dict | None = None,
+            connect_timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[bool, float]:
+    """Make sure Ray is initialised (module docstring). Returns (started here, seconds it took)."""
+    try:
+        import ray
+    except ImportError:
+        raise MeasurementError("Ray is not installed: pip install 'scaling-planner[measure]'") from None
+    if ray.is_initialized():
+        return False, 0.0
+    t0 = time.perf_counter()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # DESIGN.md: nothing goes to the network
+    kwargs = {**LOCAL_INIT_KWARGS, **(init_kwargs or {})}
+    if not address:
+        try:
+            ray.init(address="local", **kwargs)
+        except Exception as exc:
+            raise MeasurementError(f"cannot start a local Ray instance: {type(exc).__name__}: "
+                                   f"{first_line(exc) or 'no detail'}") from None
+        return True, time.perf_counter() - t0
+    for key in NEW_NODE_KWARGS:
+        kwargs.pop(key, None)
+    check_reachable(address, min(connect_timeout_s, 10.0))
+    outcome: dict[str, BaseException | None] = {}
+
+    def init() -> None:
+        try:
+            ray.init(address=address, **kwargs)
+            outcome["error"] = None
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=init, name="ray-connect", daemon=True)
+    worker.start()
+    worker.join(connect_timeout_s)
+    if worker.is_alive():
+        raise MeasurementError(f"cannot reach the Ray cluster at {address}: the port answers but Ray did not "
+                               f"connect within {connect_timeout_s:g} s (is it a Ray GCS port?)")
+    if outcome.get("error") is not None:
+        exc = outcome["error"]
+        raise MeasurementError(f"cannot reach the Ray cluster at {address}: {type(exc).__name__}: "
+                               f"{first_line(exc) or 'no detail'}")
+    return True, time.perf_counter() - t0
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, *, init_kwargs: dict | None = None, connect_timeout_s: float = 15.0):
+def ray_session(address: str | None = None, *, init_kwargs: dict | None = None,
+                connect_timeout_s: float = CONNECT_TIMEOUT_S):
+    """``with ray_session(addr) as ray:`` Ray is initialised inside; shut down after only if started here."""
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        _init(address, init_kwargs, connect_timeout_s)
-        started = True
+    started, _ = connect(address, init_kwargs, connect_timeout_s)
     try:
         yield ray
     finally:

@@ -17,8 +17,12 @@ from __future__ import annotations
 import os
 import sys
 
-for _k, _v in (("RAY_USAGE_STATS_ENABLED", "0"), ("DO_NOT_TRACK", "1"), ("PREFECT_SERVER_ANALYTICS_ENABLED", "false")):
-    os.environ.setdefault(_k, _v)
+try:  # imported as flows.<name>, or run as `python flows/<name>.py` (the script's folder on sys.path)
+    from flows.common import one_line_errors, quiet_environment
+except ImportError:  # pragma: no cover
+    from common import one_line_errors, quiet_environment  # type: ignore[no-redef]
+
+quiet_environment()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
@@ -92,6 +96,7 @@ def measure_with_ray_tasks(quick: bool = True, dtypes: list[str] | None = None):
 
 
 def main() -> int:
+    one_line_errors()
     m = measure_with_ray_tasks.with_options(task_runner=ray_task_runner())()
     print(m.model_dump_json(indent=2))
     return 0 if not m.partial else 1

@@ -14,12 +14,15 @@ and Prefect's embedded server; nothing is fetched from the network.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter
 
-for _k, _v in (("RAY_USAGE_STATS_ENABLED", "0"), ("DO_NOT_TRACK", "1"), ("PREFECT_SERVER_ANALYTICS_ENABLED", "false")):
-    os.environ.setdefault(_k, _v)
+try:  # imported as flows.<name>, or run as `python flows/<name>.py` (the script's folder on sys.path)
+    from flows.common import one_line_errors, quiet_environment, validation_error_line
+except ImportError:  # pragma: no cover
+    from common import one_line_errors, quiet_environment, validation_error_line  # type: ignore[no-redef]
+
+quiet_environment()
 
 from prefect import flow, get_run_logger  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
@@ -259,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         request = _parse_args(sys.argv[1:] if argv is None else argv)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        print(f"preflight: error: {'.'.join(map(str, err['loc'])) or 'request'}: {err['msg']}", file=sys.stderr)
+        print(f"preflight: error: {validation_error_line(exc)}", file=sys.stderr)
         return 2
+    one_line_errors()
     try:
         result = preflight(request)
     except PlannerError as exc:

@@ -16,16 +16,20 @@ from __future__ import annotations
 import os
 import sys
 
-for _k, _v in (("RAY_USAGE_STATS_ENABLED", "0"), ("DO_NOT_TRACK", "1"), ("PREFECT_SERVER_ANALYTICS_ENABLED", "false")):
-    os.environ.setdefault(_k, _v)
+try:  # imported as flows.<name>, or run as `python flows/<name>.py` (the script's folder on sys.path)
+    from flows.common import one_line_errors, quiet_environment, validation_error_line
+except ImportError:  # pragma: no cover
+    from common import one_line_errors, quiet_environment, validation_error_line  # type: ignore[no-redef]
+
+quiet_environment()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
-try:  # run as `python flows/train.py` or imported as flows.train
+try:
     from flows.preflight import PreflightRequest, PreflightResult, preflight
-except ImportError:  # pragma: no cover - script directory on sys.path instead of the repo root
+except ImportError:  # pragma: no cover
     from preflight import PreflightRequest, PreflightResult, preflight  # type: ignore[no-redef]
 
 from scaling_planner.gate import GateLimits  # noqa: E402
@@ -204,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         req = TrainRequest(**fields)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        print(f"train: error: {'.'.join(map(str, err['loc']))}: {err['msg']}", file=sys.stderr)
+        print(f"train: error: {validation_error_line(exc)}", file=sys.stderr)
         return 2
+    one_line_errors()
     try:
         out = train(req)
     except PlannerError as exc:

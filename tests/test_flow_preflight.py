@@ -71,3 +71,34 @@ def test_request_is_a_form_schema():
     assert "request" in schema.properties
     defs = schema.definitions
     assert "PreflightRequest" in defs and "target_loss" in defs["PreflightRequest"]["properties"]
+
+
+def _script(*args, env_extra=None):
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from conftest import REPO
+
+    env = {**os.environ, "PREFECT_HOME": tempfile.mkdtemp(prefix="prefect-script-"), **(env_extra or {})}
+    return subprocess.run([sys.executable, "flows/preflight.py", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("args", "field"), [(["--target-loss", "-1"], "target_loss"),
+                                             (["--target-loss", "2", "--budget-usd", "5"], "one objective"),
+                                             (["--params", "1e9"], "both params and tokens")])
+def test_script_bad_input_is_one_line_exit_2(args, field):
+    proc = _script(*args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("preflight: error:") and field in lines[0]
+
+
+@pytest.mark.slow
+def test_script_rejection_is_one_line_exit_3_without_traceback(calibration_dir):
+    proc = _script("--target-loss", "2.2", "--gpu", "h100-sxm", "--max-cost-usd", "1000", "--no-measure")
+    assert proc.returncode == 3
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "preflight: GateRejectedError: pre-flight rejected: predicted cost" in proc.stderr

@@ -1,0 +1,42 @@
+"""What the flow scripts share when run from a shell (``python flows/<name>.py``).
+
+* :func:`quiet_environment`: no usage stats or telemetry, nothing sent anywhere (DESIGN.md);
+* :func:`one_line_errors`: a planner error (a rejected gate, bad input, a failed measurement) is one
+  line for a user at a terminal, not Prefect's logged traceback; bugs keep their tracebacks;
+* :func:`validation_error_line`: a pydantic error as ``field: problem``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def quiet_environment() -> None:
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+class _HidePlannerTracebacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        from scaling_planner.errors import PlannerError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, PlannerError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def one_line_errors() -> None:
+    """Drop the traceback from Prefect's log records of PlannerErrors (their message says it all)."""
+    hide = _HidePlannerTracebacks()
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(hide)
+
+
+def validation_error_line(exc) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}"

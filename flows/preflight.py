@@ -231,7 +231,7 @@ def summary_lines(result: PreflightResult) -> list[str]:
     return lines
 
 
-def _parse_args(argv: list[str]) -> PreflightRequest:
+def _parse_args(argv: list[str]) -> PreflightRequest | None:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python flows/preflight.py", description=__doc__.splitlines()[0])
@@ -245,7 +245,11 @@ def _parse_args(argv: list[str]) -> PreflightRequest:
     ap.add_argument("--no-measure", action="store_true")
     ap.add_argument("--save-measurement", action="store_true")
     ap.add_argument("--calibration-dir")
+    ap.add_argument("--serve", action="store_true",
+                    help="serve the flow as a deployment named 'preflight' (runs from the Prefect UI/API) instead")
     a = ap.parse_args(argv)
+    if a.serve:
+        return None
     limits = GateLimits(max_cost_usd=a.max_cost_usd, deadline_days=a.deadline_days, min_mfu=a.min_mfu)
     return PreflightRequest(target_loss=a.target_loss, budget_flops=a.budget_flops, budget_usd=a.budget_usd,
                             gpu_hours=a.gpu_hours, params=a.params, tokens=a.tokens, gpu=a.gpu, gpus=a.gpus,
@@ -265,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"preflight: error: {validation_error_line(exc)}", file=sys.stderr)
         return 2
     one_line_errors()
+    if request is None:  # --serve: a long-lived process that runs the flow on demand with the form's values
+        preflight.serve(name="preflight", description=__doc__.splitlines()[0])
+        return 0
     try:
         result = preflight(request)
     except PlannerError as exc:

@@ -102,3 +102,11 @@ def test_script_rejection_is_one_line_exit_3_without_traceback(calibration_dir):
     assert proc.returncode == 3
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "preflight: GateRejectedError: pre-flight rejected: predicted cost" in proc.stderr
+
+
+def test_ready_to_deploy_with_the_request_form():
+    """``preflight.serve()`` / ``.deploy()`` build on this: a deployment whose parameters are the request form."""
+    deployment = preflight.to_deployment(name="preflight-test", parameters={"request": {"target_loss": 2.1}})
+    assert deployment.name == "preflight-test"
+    assert "request" in deployment._parameter_openapi_schema.properties
+    assert PreflightRequest(**deployment.parameters["request"]).target_loss == 2.1

@@ -40,3 +40,30 @@ def one_line_errors() -> None:
 def validation_error_line(exc) -> str:
     err = exc.errors()[0]
     return f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}"
+
+
+def run_script(name: str, build_request, run, summary) -> int:
+    """The shell entry of a flow: build the request (a pydantic error -> one line, exit 2), run the flow
+    (a PlannerError -> one line, its exit code), print the summary lines. ``build_request`` may return
+    None when it handled the command itself (``--serve``)."""
+    import sys
+
+    from pydantic import ValidationError
+
+    from scaling_planner.errors import PlannerError
+
+    try:
+        request = build_request()
+    except ValidationError as exc:
+        print(f"{name}: error: {validation_error_line(exc)}", file=sys.stderr)
+        return 2
+    if request is None:
+        return 0
+    one_line_errors()
+    try:
+        result = run(request)
+    except PlannerError as exc:
+        print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print("\n".join(summary(result)))
+    return 0

@@ -18,9 +18,9 @@ import sys
 from collections import Counter
 
 try:  # imported as flows.<name>, or run as `python flows/<name>.py` (the script's folder on sys.path)
-    from flows.common import one_line_errors, quiet_environment, validation_error_line
+    from flows.common import one_line_errors, quiet_environment, run_script
 except ImportError:  # pragma: no cover
-    from common import one_line_errors, quiet_environment, validation_error_line  # type: ignore[no-redef]
+    from common import one_line_errors, quiet_environment, run_script  # type: ignore[no-redef]
 
 quiet_environment()
 
@@ -259,26 +259,14 @@ def _parse_args(argv: list[str]) -> PreflightRequest | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pydantic import ValidationError
-
-    from scaling_planner.errors import PlannerError
-
-    try:
+    def build():
         request = _parse_args(sys.argv[1:] if argv is None else argv)
-    except ValidationError as exc:
-        print(f"preflight: error: {validation_error_line(exc)}", file=sys.stderr)
-        return 2
-    one_line_errors()
-    if request is None:  # --serve: a long-lived process that runs the flow on demand with the form's values
-        preflight.serve(name="preflight", description=__doc__.splitlines()[0])
-        return 0
-    try:
-        result = preflight(request)
-    except PlannerError as exc:
-        print(f"preflight: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print("\n".join(summary_lines(result)))
-    return 0
+        if request is None:  # --serve: a long-lived process that runs the flow with the form's values
+            one_line_errors()
+            preflight.serve(name="preflight", description=__doc__.splitlines()[0])
+        return request
+
+    return run_script("preflight", build, preflight, summary_lines)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,9 @@ import os
 import sys
 
 try:  # imported as flows.<name>, or run as `python flows/<name>.py` (the script's folder on sys.path)
-    from flows.common import one_line_errors, quiet_environment, validation_error_line
+    from flows.common import quiet_environment, run_script
 except ImportError:  # pragma: no cover
-    from common import one_line_errors, quiet_environment, validation_error_line  # type: ignore[no-redef]
+    from common import quiet_environment, run_script  # type: ignore[no-redef]
 
 quiet_environment()
 
@@ -192,10 +192,6 @@ def _publish(out: TrainFlowResult, result) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from pydantic import ValidationError
-
-    from scaling_planner.errors import PlannerError
-
     ap = argparse.ArgumentParser(prog="python flows/train.py", description=__doc__.splitlines()[0])
     ap.add_argument("--params", type=float)
     ap.add_argument("--tokens", type=int)
@@ -205,19 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration-dir")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     fields = {k: v for k, v in vars(a).items() if v is not None}
-    try:
-        req = TrainRequest(**fields)
-    except ValidationError as exc:
-        print(f"train: error: {validation_error_line(exc)}", file=sys.stderr)
-        return 2
-    one_line_errors()
-    try:
-        out = train(req)
-    except PlannerError as exc:
-        print(f"train: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print("\n".join(summary_lines(out)))
-    return 0
+    return run_script("train", lambda: TrainRequest(**fields), train, summary_lines)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from .planning.moe import MoEChoice
 from .planning.serving import ServingChoice
 
 NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
+NEAR_OPTIMAL_BISECTIONS = 64  # halvings of the ±60 (log N) bracket: 120/2^64 ~ 7e-18, below double precision
 DEFAULT_GPU = "h100-sxm"
 DEFAULT_TARGET_DAYS = 90.0  # wall-clock the default GPU count aims at
 MAX_NODE_DOUBLINGS = 14  # default GPU count at most 2^14 nodes (131,072 GPUs at 8 per node)
@@ -575,7 +576,7 @@ def recommend(
         low, high = dc.near_optimal_params_range(C, N, near_optimal_rel_tol)
         model_loss = float(dc.loss(N, D))
     else:
-        low, high = near_optimal_params_range(law, C, near_optimal_rel_tol)
+        low, high = near_optimal_params_range(law, C, near_optimal_rel_tol, iterations=NEAR_OPTIMAL_BISECTIONS)
         model_loss = float(frontier_loss(law, C))
     plan_loss = model_loss if objective != "target_loss" else float(target_loss)
 

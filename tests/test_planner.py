@@ -279,7 +279,7 @@ def test_data_constrained_dollar_budget_is_spent():
     assert p.data_constrained.binding and p.data_constrained.epochs > 1
 
 
-@pytest.mark.parametrize("U", [0, -1e9, float("nan"), float("inf"), "abc"])
+@pytest.mark.parametrize("U", [0, -1e9, float("nan"), float("inf"), "abc", 0.5, 5e-324])
 def test_bad_unique_tokens(U):
     with pytest.raises(InputError, match="unique_tokens"):
         recommend(DC_LAW, budget_flops=1e22, unique_tokens=U)
@@ -422,7 +422,7 @@ def test_unmeetable_slo_is_said_not_fatal():
     {"tokens_per_day": 1e10, "serving_days": 30, "serving_options": {"qps": 3}},
     {"tokens_per_day": 1e10, "serving_days": 30, "serving_options": {"prompt_tokens": 0, "simulate": False}},
     {"tokens_per_day": 1e10, "serving_days": 30, "serving_options": {"peak_factor": 0.5, "simulate": False}},
-    {"tokens_per_day": 1e10, "serving_days": 30, "gpu": None},
+    {"tokens_per_day": 1e10, "serving_days": 30, "gpu": None}, {"serving_options": {"simulate": False}},
 ])
 def test_bad_serving_requests(kw):
     with pytest.raises(InputError):
@@ -455,3 +455,23 @@ def test_percentiles_are_numpys_linear_percentiles(n):
     v = np.random.default_rng(n).lognormal(size=n)
     assert np.array_equal(_percentiles(v, [10, 50, 90]), np.percentile(v, [10, 50, 90])) or np.allclose(
         _percentiles(v, [10, 50, 90]), np.percentile(v, [10, 50, 90]), rtol=1e-15, atol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    unique=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.floats(1e6, 1e14)),
+    experts=st.one_of(st.none(), st.integers(-2, 600), st.floats(allow_nan=True)),
+    top_k=st.one_of(st.none(), st.integers(-1, 64)),
+    demand=st.one_of(st.none(), st.tuples(st.floats(-1e3, 1e12), st.floats(-5, 1e4))),
+)
+def test_generated_mode_requests_plan_or_raise_planner_errors(unique, experts, top_k, demand):
+    kw = dict(unique_tokens=unique, experts=experts, top_k=top_k)
+    if demand is not None:
+        kw.update(tokens_per_day=demand[0], serving_days=demand[1], serving_options={"simulate": False})
+    try:
+        p = recommend(DC_LAW, budget_flops=1e21, gpus=8, alternatives=False, **kw)
+    except PlannerError:
+        return
+    assert np.isfinite(p.compute_flops) and p.training.cost_usd > 0
+    assert (p.data_constrained is not None) == (unique is not None)
+    assert (p.moe is not None) == (experts is not None)

@@ -26,7 +26,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InfeasibleError
+from ..errors import InfeasibleError, InputError
 
 DECAY_LAW = "muennighoff2023-c4"
 BISECTION_STEPS = 80
@@ -82,6 +82,8 @@ class DataConstrainedMode:
         from ..laws.presets import get_law
 
         self.U = float(unique_tokens)
+        if not self.U >= 1.0:
+            raise InputError("unique_tokens", f"must be a count of tokens >= 1, got {unique_tokens!r}")
         self.notes: list[str] = []
         if "R_D_star" in law.extra and "R_N_star" in law.extra:
             self.law, self.decay_source = law, f"law {law.name}"

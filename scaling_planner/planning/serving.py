@@ -62,7 +62,7 @@ class ServingChoice(BaseModel):
 def check_demand(tokens_per_day, serving_days, options) -> dict:
     """Validated serving options (unknown keys are an InputError); the numbers are checked by
     ``serving_capacity`` itself, with the field named."""
-    if (tokens_per_day is None) != (serving_days is None):
+    if tokens_per_day is None or serving_days is None:
         raise InputError("serving", "give both tokens_per_day and serving_days (a demand and how long it lasts)")
     options = dict(options or {})
     unknown = sorted(set(options) - set(OPTIONS))

@@ -202,7 +202,7 @@ def _measurement_summary(m) -> dict | None:
 
 def summary_lines(result: PreflightResult) -> list[str]:
     """What a user reads at the end of the run: the plan, the gate and the job size."""
-    from scaling_planner.units import format_si, format_usd
+    from scaling_planner.units import format_rate, format_si, format_usd
 
     lines = []
     p = result.plan or {}
@@ -223,7 +223,7 @@ def summary_lines(result: PreflightResult) -> list[str]:
         lines.append(result.job_note)
     m = result.measurement
     if m:
-        rates = ", ".join(f"{k} {format_si(v, 'FLOP/s')}" for k, v in m["totals"]["achieved_flops_per_s"].items())
+        rates = ", ".join(f"{k} {format_rate(v)}" for k, v in m["totals"]["achieved_flops_per_s"].items())
         lines.append(f"measured: {m['totals']['devices_ok']}/{m['totals']['devices']} devices ok"
                      + (f", {rates}" if rates else "") + (" (partial)" if m["partial"] else ""))
     lines += [f"calibration: {c}" for c in result.calibration]

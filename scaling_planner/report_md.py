@@ -6,7 +6,7 @@ Pure string formatting over the pydantic models; nothing heavy is imported. FLOP
 
 from __future__ import annotations
 
-from .units import format_si, format_usd
+from .units import format_rate, format_si, format_usd
 
 
 def _md_table(rows: list[tuple[str, str]], header=("", "")) -> str:
@@ -87,7 +87,7 @@ def measurement_rows(m) -> list[dict]:
                 unit = "FLOP/s" if p.unit == "flops_per_s" else "B/s"
                 rows.append({"node": node.node_id[:8], "device": dev.device, "profile": dev.profile or "",
                              "status": dev.status, "probe": f"{p.kind} {p.dtype} ({p.backend})",
-                             "achieved": format_si(p.median, unit) if p.error is None else "",
+                             "achieved": format_rate(p.median, unit) if p.error is None else "",
                              "of_peak": f"{p.fraction_of_peak:.1%}" if p.fraction_of_peak else "",
                              "error": p.error or ""})
     return rows

@@ -83,6 +83,16 @@ def format_si(value: float, unit: str = "", digits: int = 3) -> str:
     return f"{value:.{digits}g}{(' ' + unit) if unit else ''}"
 
 
+def format_rate(value: float, unit: str = "FLOP/s", digits: int = 3) -> str:
+    """A rate with an SI prefix glued to its unit: 5.97e10 -> '59.7 GFLOP/s', 2.3e10 B/s -> '23 GB/s'."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g} {unit}"
+    for prefix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.{digits}g} {prefix}{unit}"
+    return f"{value:.{digits}g} {unit}"
+
+
 def format_usd(value: float) -> str:
     """Format dollars: $1.23M, $45.6K, $12.34."""
     if abs(value) >= 1e3:

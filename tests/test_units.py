@@ -62,3 +62,12 @@ def test_format():
 def test_round_trip_through_text(x):
     assert parse_quantity(repr(x)) == x
     assert math.isclose(parse_quantity(f"{x / 1e12:.17g}T"), x, rel_tol=1e-12)
+
+
+def test_format_rate_uses_si_prefixes_on_the_unit():
+    from scaling_planner.units import format_rate
+
+    assert format_rate(5.97e10) == "59.7 GFLOP/s"
+    assert format_rate(9.89e14) == "989 TFLOP/s"
+    assert format_rate(2.3e10, "B/s") == "23 GB/s"
+    assert format_rate(512.0) == "512 FLOP/s"

@@ -99,7 +99,7 @@ def measurement_markdown(m) -> str:
              f"{t.nodes_alive}/{t.nodes} nodes alive, {t.devices_ok}/{t.devices} devices measured, {t.gpus} GPUs; "
              f"took {m.elapsed_s:.1f} s at {m.measured_at}" + (" **(partial)**" if m.partial else ""), ""]
     for dtype, rate in sorted(t.achieved_flops_per_s.items()):
-        lines.append(f"- total achieved matmul {dtype}: {format_si(rate, 'FLOP/s')}")
+        lines.append(f"- total achieved matmul {dtype}: {format_rate(rate)}")
     for s in m.stragglers:
         lines.append(f"- straggler {s.node_id[:8]}/{s.device} {s.dtype}: {s.shortfall:.0%} below the median")
     for miss in m.missing:

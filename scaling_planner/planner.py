@@ -44,6 +44,7 @@ from .laws.chinchilla import (
 from .planning.calibration import CalibrationUse
 from .planning.data_constrained import DataConstrained
 from .planning.moe import MoEChoice
+from .planning.search import bisect_log
 from .planning.serving import ServingChoice
 
 NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
@@ -702,16 +703,8 @@ def _bisect_compute(place, measure, budget: float, what: str, objective: str, gp
             f"{lo_val:.4g} {unit} on {where}; give at least that")
     if value(MAX_COMPUTE_FLOPS) <= budget:
         return MAX_COMPUTE_FLOPS
-    lo, hi = math.log(MIN_COMPUTE_FLOPS), math.log(MAX_COMPUTE_FLOPS)
-    for _ in range(BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        if value(math.exp(mid)) <= budget:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-6:
-            break
-    return math.exp(lo)
+    return bisect_log(lambda C: value(C) <= budget, math.log(MIN_COMPUTE_FLOPS), math.log(MAX_COMPUTE_FLOPS),
+                      BISECTION_STEPS, 1e-6)
 
 
 def _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile, dc=None,

@@ -27,6 +27,7 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InfeasibleError, InputError
+from .search import bisect_log
 
 DECAY_LAW = "muennighoff2023-c4"
 BISECTION_STEPS = 80
@@ -145,16 +146,8 @@ class DataConstrainedMode:
                 f"{self.law.name!r} (Muennighoff 2023): repeated data and excess parameters decay, so no compute "
                 f"goes below {self.floor():.4f}; up to {max_flops:.0e} FLOPs the best is "
                 f"{self.optimum_loss(max_flops):.4f}. Add unique tokens or choose a target above that")
-        lo, hi = math.log(min(lo, max_flops)), math.log(max_flops)
-        for _ in range(BISECTION_STEPS):
-            mid = 0.5 * (lo + hi)
-            if self.optimum_loss(math.exp(mid)) <= target_loss:
-                hi = mid
-            else:
-                lo = mid
-            if hi - lo < 1e-10:
-                break
-        return math.exp(hi)
+        return bisect_log(lambda c: self.optimum_loss(c) <= target_loss, math.log(max_flops),
+                          math.log(min(lo, max_flops)), BISECTION_STEPS, 1e-10)
 
     def tokens_for_loss_at_params(self, loss: float, N: float) -> float:
         """D with L(N, D, U) = ``loss`` at fixed N (bisection in log D; the loss falls with D since
@@ -164,15 +157,7 @@ class DataConstrainedMode:
             return math.inf
         if float(self.loss(N, math.exp(lo))) <= loss:
             return math.exp(lo)
-        for _ in range(BISECTION_STEPS):
-            mid = 0.5 * (lo + hi)
-            if float(self.loss(N, math.exp(mid))) <= loss:
-                hi = mid
-            else:
-                lo = mid
-            if hi - lo < 1e-12:
-                break
-        return math.exp(hi)
+        return bisect_log(lambda d: float(self.loss(N, d)) <= loss, hi, lo, BISECTION_STEPS, 1e-12)
 
     def near_optimal_params_range(self, C: float, N: float, rel_tol: float) -> tuple[float, float]:
         """Smallest and largest N on C = 6·N·D whose L(N, C/6N, U) is within ``rel_tol`` of the

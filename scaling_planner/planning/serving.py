@@ -23,8 +23,8 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InfeasibleError, InputError
+from ..units import SECONDS_PER_DAY
 
-SECONDS_PER_DAY = 86400.0
 OPTIONS = ("prompt_tokens", "output_tokens", "p99_ttft_s", "p99_tpot_s", "peak_factor", "simulate")
 
 
@@ -104,10 +104,11 @@ class Fleet:
         return 2.0 * N * self.T / (plan.devices * SECONDS_PER_DAY * peak)
 
     def choice(self, N: float, training_cost_usd: float | None) -> ServingChoice | str:
+        """The serving section of a model of N parameters, or the reason it has no fleet."""
         p = self.plan(N)
         if isinstance(p, str):
             return p
-        serving = p.cost_usd_per_day * self.S
+        serving = self.cost_usd(N)
         d = p.demand
         return ServingChoice(
             gpu=self.profile.name, precision=p.precision, params=float(N), tokens_per_day=self.T,
@@ -121,6 +122,16 @@ class Fleet:
             lifetime_cost_usd=None if training_cost_usd is None else training_cost_usd + serving,
             notes=list(p.notes),
         )
+
+    def section(self, N: float, training_cost_usd: float | None) -> tuple[ServingChoice | None, list[str]]:
+        """The plan's ``serving`` section (None when no fleet meets the demand) and the note that says
+        what was sized or why nothing was."""
+        choice = self.choice(N, training_cost_usd)
+        if isinstance(choice, str):
+            return None, [f"serving: the plan's model has no fleet for the demand: {choice}"]
+        return choice, [f"serving: {choice.replicas} replicas x TP{choice.tensor_parallel} = {choice.devices} x "
+                        f"{self.profile.name} for {self.T:.3g} tokens/day ({choice.capacity_method}); lifetime "
+                        f"cost = training + {self.S:g} days of serving, for the plan and each alternative"]
 
 
 def lifetime_tokens(tokens_per_day, serving_days, inference_tokens):

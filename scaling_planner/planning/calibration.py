@@ -89,36 +89,39 @@ def resolve(calibration, calibration_dir, profile_name: str, precision: str = "b
         return use
 
     training = [r for r in records if r.source == "training" and r.mfu is not None]
-    fit = [r for r in training if r.dtype == precision and r.mfu <= 1.0]
-    if explicit_mfu is not None:
-        if training:
-            use.notes.append(f"training record {training[-1].id} not used: an explicit MFU "
-                             f"{explicit_mfu:g} was given")
-    elif fit:
-        rec = fit[-1]
+    rec = _newest_fit(use, training, lambda r: r.dtype == precision and r.mfu <= 1.0,
+                      lambda r: _why_not_training(r, precision),
+                      None if explicit_mfu is None else f"an explicit MFU {explicit_mfu:g} was given")
+    if rec is not None:
         use.training_record, use.mfu = rec.id, float(rec.mfu)
-        use.used.append(rec.describe())
-        for newer in training[training.index(rec) + 1:]:
-            use.notes.append(_why_not_training(newer, precision))
-    elif training:
-        use.notes.append(_why_not_training(training[-1], precision))
 
     probes = [r for r in records if r.source == "probe" and r.achieved_matmul_flops_per_s is not None]
-    fit = [r for r in probes if r.dtype == PROBE_DTYPE]
-    if explicit_matmul_flops_per_s is not None:
-        if probes:
-            use.notes.append(f"probe record {probes[-1].id} not used: an explicit matmul rate was given")
-    elif fit:
-        rec = fit[-1]
+    rec = _newest_fit(use, probes, lambda r: r.dtype == PROBE_DTYPE, _why_not_probe,
+                      None if explicit_matmul_flops_per_s is None else "an explicit matmul rate was given")
+    if rec is not None:
         use.probe_record, use.matmul_flops_per_s = rec.id, float(rec.achieved_matmul_flops_per_s)
-        use.used.append(rec.describe())
-        for newer in probes[probes.index(rec) + 1:]:
-            use.notes.append(_why_not_probe(newer))
-    elif probes:
-        use.notes.append(_why_not_probe(probes[-1]))
     if not use.used and not any("not used" in n for n in use.notes):
         use.notes.append(f"no usable calibration found for {profile_name} {where}: profile defaults used")
     return use
+
+
+def _newest_fit(use: CalibrationUse, records: list, fits, why_not, explicit: str | None):
+    """The newest of ``records`` (one source, oldest first) that ``fits``, added to ``use.used``, with
+    a note (``why_not``) for each newer one left out; None, with a note on the newest record, when
+    none fits or an explicit value wins (``explicit``: the reason)."""
+    if explicit is not None:
+        if records:
+            use.notes.append(f"{records[-1].source} record {records[-1].id} not used: {explicit}")
+        return None
+    fit = [r for r in records if fits(r)]
+    if not fit:
+        if records:
+            use.notes.append(why_not(records[-1]))
+        return None
+    rec = fit[-1]
+    use.used.append(rec.describe())
+    use.notes += [why_not(newer) for newer in records[records.index(rec) + 1:]]
+    return rec
 
 
 def _why_not_training(rec, precision: str) -> str:

@@ -18,64 +18,71 @@ run within the deadline (default :data:`DEFAULT_TARGET_DAYS` days). The plan car
 alternatives a user would weigh (compute-optimal, over-trained smaller models at the same loss,
 inference-optimal with a lifetime demand) and the law's uncertainty.
 
-numpy, pydantic and the law are imported at the top; the simulator, the profiles and the energy
-model load inside the functions that use them, so importing this module stays cheap.
+:func:`recommend` runs the steps; each lives in :mod:`scaling_planner.planning`: the validated
+request (:mod:`~.planning.request`), the profile, calibration and simulator
+(:mod:`~.planning.hardware`), the compute of the objective and where it lands
+(:mod:`~.planning.compute`), the training block (:mod:`~.planning.training`), the law's bands
+(:mod:`~.planning.uncertainty`), the alternatives (:mod:`~.planning.alternatives`) and the
+optional sections (:mod:`~.planning.data_constrained`, :mod:`~.planning.moe`,
+:mod:`~.planning.serving`, :mod:`~.planning.calibration`).
+
+pydantic and the law are imported at the top; the simulator, the profiles and the energy model
+load inside the functions that use them, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 from pydantic import BaseModel, Field
 
-from .errors import InfeasibleError, InputError
-from .laws.chinchilla import (
-    FLOPS_PER_PARAM_TOKEN,
-    ChinchillaLaw,
-    compute_for_loss,
-    frontier_loss,
-    loss,
-    near_optimal_params_range,
-    optimal_params,
-    optimal_tokens,
-    tokens_for_loss_at_params,
+from .errors import InfeasibleError
+from .laws.chinchilla import ChinchillaLaw, frontier_loss, near_optimal_params_range
+from .planning.alternatives import DC_CHINCHILLA_ALTERNATIVE, OVERTRAIN_SHRINK, Alternative, alternatives_for
+from .planning.calibration import CalibrationUse, mfu_provenance
+from .planning.compute import (
+    BISECTION_STEPS,
+    MAX_COMPUTE_FLOPS,
+    MIN_COMPUTE_FLOPS,
+    Placer,
+    allocate,
+    compute_for_objective,
 )
-from .planning.calibration import CalibrationUse
-from .planning.data_constrained import DataConstrained
+from .planning.data_constrained import DataConstrained, DataConstrainedMode
+from .planning.hardware import Hardware, load_profile, resolve_hardware
 from .planning.moe import MoEChoice
-from .planning.search import bisect_log
-from .planning.serving import ServingChoice
+from .planning.request import DEFAULT_TARGET_DAYS, PlanRequest
+from .planning.serving import Fleet, ServingChoice
+from .planning.training import (
+    GUESS_MFU_OF_MATMUL,
+    MAX_NODE_DOUBLINGS,
+    MAX_PLAUSIBLE_MFU,
+    PRECISION,
+    Simulator,
+    TrainingChoice,
+    choose_gpus,
+    training_choice,
+)
+from .planning.uncertainty import Band, Uncertainty, loss_band, percentiles, uncertainty_for
+from .units import SECONDS_PER_DAY
 
 NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
 NEAR_OPTIMAL_BISECTIONS = 64  # halvings of the ±60 (log N) bracket: 120/2^64 ~ 7e-18, below double precision
 DEFAULT_GPU = "h100-sxm"
-DEFAULT_TARGET_DAYS = 90.0  # wall-clock the default GPU count aims at
-MAX_NODE_DOUBLINGS = 14  # default GPU count at most 2^14 nodes (131,072 GPUs at 8 per node)
-MIN_COMPUTE_FLOPS = 1e18  # the smallest run the planner sizes (~70M params on ~2B tokens)
-MAX_COMPUTE_FLOPS = 1e29  # the largest (far beyond any run to date)
 INFERENCE_MFU = 0.25  # assumed model-FLOP utilisation of serving (prefill and decode), stated in the plan
-INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0  # forward pass only
-OVERTRAIN_SHRINK = (2.0, 10.0)  # over-trained alternatives: models 2x and 10x smaller than optimal
-DC_CHINCHILLA_ALTERNATIVE = "chinchilla allocation (ignores the cap)"
-BISECTION_STEPS = 40  # log C halvings: ln(1e11)/2^40 ~ 2e-11 relative, far below the simulator's resolution
-SECONDS_PER_DAY = 86400.0
-PRECISION = "bf16"  # the training precision the planner simulates
-MAX_PLAUSIBLE_MFU = 0.8  # no simulated layout exceeds this: a count that would need more is not simulated
-GUESS_MFU_OF_MATMUL = 0.8  # first guess of a run's MFU as a share of the achievable matmul fraction
+
+# names this module had before its steps moved to scaling_planner.planning (the tests use them)
+_Simulator, _percentiles = Simulator, percentiles
+__all__ = [
+    "BISECTION_STEPS", "DC_CHINCHILLA_ALTERNATIVE", "DEFAULT_GPU", "DEFAULT_TARGET_DAYS", "GUESS_MFU_OF_MATMUL",
+    "INFERENCE_MFU", "MAX_COMPUTE_FLOPS", "MAX_NODE_DOUBLINGS", "MAX_PLAUSIBLE_MFU", "MIN_COMPUTE_FLOPS",
+    "NEAR_OPTIMAL_BISECTIONS", "NEAR_OPTIMAL_REL_TOL", "OVERTRAIN_SHRINK", "PRECISION", "SECONDS_PER_DAY",
+    "Alternative", "Band", "LawInfo", "ModelChoice", "Plan", "Recommendation", "TrainingChoice", "Uncertainty",
+    "choose_gpus", "explain_lines", "load_profile", "recommend",
+]
 
 
 # =================================================================================================
-# Output models
+# Output models (the sections' models live with their modules in scaling_planner.planning)
 # =================================================================================================
-
-class Band(BaseModel):
-    """Percentiles over the law's parameter draws."""
-
-    p10: float
-    p50: float
-    p90: float
-
 
 class ModelChoice(BaseModel):
     params: float = Field(description="parameters N (all, embeddings included)")
@@ -98,86 +105,6 @@ class LawInfo(BaseModel):
     beta: float
     source: str
     draws: int
-
-
-class TrainingChoice(BaseModel):
-    """The simulator's estimate for training the chosen model (best layout on ``gpus`` x ``gpu``)."""
-
-    gpu: str
-    gpus: int
-    gpus_source: str = Field(description="'--gpus' or how the count was chosen")
-    precision: str
-    layout: dict = Field(description="the best parallel layout (TP, PP, DP, micro-batching, recompute, ZeRO)")
-    shape: str = Field(description="the transformer shape simulated for N")
-    model_flops: float = Field(description="the simulator's model FLOPs of the run (Megatron count, a count)")
-    peak_flops_per_s: float = Field(description="dense peak per GPU at this precision (a rate)")
-    mfu: float = Field(description="model FLOPs utilisation (model FLOPs, no recompute, dense peak)")
-    mfu_provenance: str = Field(
-        description="'measured' (--mfu), 'measured: <calibration record>', 'simulated with the measured matmul "
-        "rate of <calibration record>' or 'profile default' (simulated from the profile)")
-    predicted_mfu: float = Field(description="the simulator's MFU for this layout, before any override")
-    step_time_s: float
-    tokens_per_s: float
-    ideal_time_s: float = Field(description="model_flops / (gpus x peak x mfu): failure-free time")
-    goodput: float
-    wall_clock_days: float = Field(description="ideal time / goodput")
-    gpu_hours: float
-    price_usd_per_gpu_hour: float
-    price_source: str
-    cost_usd: float
-    energy_kwh: float = Field(description="facility energy (PUE and host power included)")
-    co2_kg: float
-    device_power_w: float
-    host_w_per_device: float
-    pue: float
-    grid_kg_co2_per_kwh: float
-    notes: list[str] = []
-
-
-class Alternative(BaseModel):
-    """A model a user would weigh against the plan, reaching the same loss (or the lifetime optimum)."""
-
-    name: str
-    description: str
-    params: float
-    tokens: float | None = Field(None, description="None: this size cannot reach the loss under the law")
-    tokens_per_param: float | None = None
-    loss: float
-    compute_flops: float | None = Field(None, description="training compute 6·N·D (FLOPs)")
-    gpus: int | None = None
-    wall_clock_days: float | None = None
-    gpu_hours: float | None = None
-    cost_usd: float | None = None
-    mfu: float | None = None
-    inference_flops: float | None = Field(None, description="2·N per token over the lifetime demand")
-    inference_cost_usd: float | None = Field(
-        None, description="serving cost over the demand (serving simulator) or, without one, 2·N FLOPs per token at "
-        "an assumed MFU")
-    serving_devices: int | None = Field(None, description="devices of the fleet that serves the demand")
-    serving_cost_usd: float | None = Field(None, description="fleet cost per day x serving days")
-    lifetime_flops: float | None = None
-    lifetime_cost_usd: float | None = None
-    note: str = ""
-
-
-class Uncertainty(BaseModel):
-    """What the spread of the law's parameters does to the plan."""
-
-    draws: int
-    compute_flops: Band | None = Field(None, description="compute each draw needs to reach the target")
-    wall_clock_days: Band | None = Field(
-        None, description="wall-clock scaled with each draw's compute at the plan's layout, GPUs and MFU")
-    gpu_hours: Band | None = None
-    cost_usd: Band | None = Field(None, description="cost scaled with each draw's compute at fixed layout and MFU")
-    optimal_params: Band
-    optimal_tokens: Band
-    probability_target_met: float | None = Field(
-        None, description="share of draws under which the planned N, D reach the target loss"
-    )
-    probability_within_budget: float | None = Field(
-        None, description="share of draws whose compute-optimal model reaches the target within the planned compute"
-    )
-    scaling_note: str = ""
 
 
 class Recommendation(BaseModel):
@@ -209,173 +136,6 @@ class Recommendation(BaseModel):
 
 
 Plan = Recommendation
-
-
-# =================================================================================================
-# Helpers
-# =================================================================================================
-
-def _percentiles(v, qs):
-    """numpy's default ("linear") percentiles of a 1-D array, by one sort: the value at rank
-    q/100·(n − 1), interpolated between neighbours. ``np.percentile`` gives the same numbers but
-    imports ``numpy.ma`` on first use (~10 ms of ``planner recommend``'s start-up)."""
-    v = np.sort(v)
-    pos = np.asarray(qs, dtype=float) / 100.0 * (v.size - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, v.size - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
-
-
-def _band(values) -> Band:
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    p10, p50, p90 = _percentiles(v, [10, 50, 90]) if v.size else (np.inf, np.inf, np.inf)
-    return Band(p10=float(p10), p50=float(p50), p90=float(p90))
-
-
-def _positive(value, field: str, *, maximum: float | None = None) -> float | None:
-    if value is None:
-        return None
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(field, f"must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0) or (maximum is not None and v > maximum):
-        rng = f"(0, {maximum:g}]" if maximum is not None else "a positive, finite number"
-        raise InputError(field, f"must be {rng}, got {value!r}")
-    return v
-
-
-def load_profile(name):
-    """A hardware profile by name. Fast path: with no user profile directories configured, read
-    only the built-in file ``<name>.yaml`` instead of validating every profile, with libyaml's
-    safe loader where PyYAML has it (the same SafeLoader constructors, ~10x faster than the pure
-    Python one); any problem falls back to the validated loader and its error messages."""
-    import os
-
-    from .hardware import profiles as hp
-
-    if not isinstance(name, str):
-        return name  # already a profile
-    key = name.strip().lower().replace("_", "-").replace(" ", "-")
-    if not os.environ.get(hp.ENV_VAR, "").strip():
-        try:
-            path = hp.builtin_profiles_dir() / f"{key}.yaml"
-        except InputError:
-            path = None
-        if path is not None and path.is_file():
-            import yaml
-
-            loader = getattr(yaml, "CSafeLoader", None)
-            if loader is not None:
-                try:
-                    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # libyaml SafeLoader
-                    return hp.profile_from_mapping(data, path, builtin=True)
-                except (OSError, yaml.YAMLError, InputError):
-                    pass
-            return hp.load_profile_file(path, builtin=True)
-    return hp.get_profile(name)
-
-
-class _Simulator:
-    """Simulates (N, D) on a profile, memoised; a layout that cannot fit is ``None``.
-
-    ``mfu`` replaces the simulator's predicted MFU; ``matmul_flops_per_s`` (a measured bf16 GEMM
-    rate) replaces the profile's achievable-matmul prior."""
-
-    def __init__(self, profile, price, mfu, precision="bf16", matmul_flops_per_s=None):
-        self.profile, self.price, self.mfu, self.precision = profile, price, mfu, precision
-        self.matmul_flops_per_s = matmul_flops_per_s
-        self.cache: dict = {}
-        self.calls = 0
-
-    def __call__(self, N: float, D: float, G: int):
-        key = (float(N), float(D), int(G))
-        if key not in self.cache:
-            from .simulate.architecture import shape_for_params
-            from .simulate.training import simulate_training
-
-            self.calls += 1
-            try:
-                self.cache[key] = simulate_training(
-                    shape_for_params(N), D, self.profile, int(G), params=N, precision=self.precision,
-                    price_usd_per_hour=self.price, measured_mfu=self.mfu,
-                    measured_matmul_flops_per_s=self.matmul_flops_per_s, top=0)
-            except InfeasibleError:
-                self.cache[key] = None
-        return self.cache[key]
-
-
-def _node(profile) -> int:
-    return int(profile.devices_per_node)
-
-
-def choose_gpus(sim: _Simulator, N: float, D: float, target_days: float):
-    """Smallest power-of-two multiple of a node that trains (N, D) within ``target_days``.
-
-    Returns (G, result, met); ``met`` is False when even the largest count considered
-    (2^MAX_NODE_DOUBLINGS nodes) does not finish in time, in which case that count is returned.
-    Raises InfeasibleError when no count considered fits the model in memory.
-    """
-    node = _node(sim.profile)
-    peak = sim.profile.peak_flops_per_s(sim.precision)
-    # first guess of the MFU: GUESS_MFU_OF_MATMUL x the profile's achievable matmul fraction (0.64 on an
-    # H100); the search below corrects it, a close guess only saves simulations (startup time)
-    guess_mfu = sim.mfu or GUESS_MFU_OF_MATMUL * float(sim.profile.achievable_matmul_fraction)
-    est = FLOPS_PER_PARAM_TOKEN * N * D / (peak * guess_mfu * target_days * SECONDS_PER_DAY)
-    k = int(min(MAX_NODE_DOUBLINGS, max(0, math.ceil(math.log2(max(est / node, 1.0))))))
-
-    def ok(r):
-        return r is not None and r.training.wall_clock_days <= target_days
-
-    r = sim(N, D, node * 2**k)
-    while not ok(r) and k < MAX_NODE_DOUBLINGS:
-        # too slow: jump by the doublings the simulated wall-clock says are missing (at least one)
-        step = 1 if r is None else max(1, math.ceil(math.log2(r.training.wall_clock_days / target_days)))
-        k = min(MAX_NODE_DOUBLINGS, k + step)
-        r = sim(N, D, node * 2**k)
-    if not ok(r):
-        if r is None:
-            raise InfeasibleError(f"a {N / 1e9:.3g}B-parameter model fits on no GPU count up to "
-                                  f"{node * 2**k} x {sim.profile.name}")
-        return node * 2**k, r, False
-    flops = r.compute_flops
-    while k > 0:
-        # half the GPUs cannot finish in time even at MAX_PLAUSIBLE_MFU: skip simulating it (startup time)
-        if sim.mfu is None and flops / (node * 2 ** (k - 1) * peak * MAX_PLAUSIBLE_MFU) > target_days * SECONDS_PER_DAY:
-            break
-        r2 = sim(N, D, node * 2 ** (k - 1))
-        if not ok(r2):
-            break
-        k, r = k - 1, r2
-    return node * 2**k, r, True
-
-
-def _training_choice(res, gpus_source: str, profile, precision: str, provenance: str) -> TrainingChoice:
-    from .simulate.energy import (
-        DEFAULT_GRID_KG_CO2_PER_KWH,
-        DEFAULT_HOST_W_PER_DEVICE,
-        DEFAULT_PUE,
-        DEFAULT_TRAINING_UTILIZATION,
-        device_power_w,
-    )
-
-    t = res.training
-    return TrainingChoice(
-        gpu=t.gpu, gpus=t.gpus, gpus_source=gpus_source, precision=t.precision,
-        layout=t.layout.model_dump(), shape=f"{res.model.n_layers} layers, d_model {res.model.d_model}, "
-        f"{res.model.n_heads} heads, {res.model.params / 1e9:.3g}B params ({res.model.shape_source})",
-        model_flops=res.compute_flops, peak_flops_per_s=float(profile.peak_flops_per_s(precision)),
-        mfu=t.mfu, mfu_provenance=provenance,
-        predicted_mfu=t.efficiency.predicted_mfu, step_time_s=t.step_time_s, tokens_per_s=t.tokens_per_s,
-        ideal_time_s=t.ideal_time_s, goodput=t.goodput, wall_clock_days=t.wall_clock_days,
-        gpu_hours=t.gpu_hours, price_usd_per_gpu_hour=t.price_usd_per_gpu_hour, price_source=t.price_source,
-        cost_usd=t.cost_usd, energy_kwh=t.energy_kwh, co2_kg=t.co2_kg,
-        device_power_w=float(device_power_w(profile.tdp_w, DEFAULT_TRAINING_UTILIZATION,
-                                            getattr(profile, "idle_w", None))),
-        host_w_per_device=DEFAULT_HOST_W_PER_DEVICE, pue=DEFAULT_PUE,
-        grid_kg_co2_per_kwh=DEFAULT_GRID_KG_CO2_PER_KWH, notes=list(t.notes),
-    )
 
 
 # =================================================================================================
@@ -435,369 +195,126 @@ def recommend(
     training + S days of serving (:mod:`scaling_planner.planning.serving`). T·S is the lifetime
     inference demand (``inference_tokens``, which may then be left out).
     """
-    objectives = {"target_loss": target_loss, "budget_flops": budget_flops, "budget_usd": budget_usd,
-                  "budget_gpu_hours": budget_gpu_hours}
-    given = [k for k, v in objectives.items() if v is not None]
-    if len(given) > 1:
-        raise InputError("objective", f"give one objective, got {' and '.join(given)}")
-    if not given:
-        if gpus is None or deadline_days is None:
-            raise InputError("objective", "give one of target_loss, budget_flops, budget_usd, budget_gpu_hours, "
-                                          "or a fixed cluster (gpus and deadline_days)")
-        objective = "deadline"
-    else:
-        objective = given[0]
-    if target_loss is not None:
-        try:
-            target_loss = float(target_loss)
-        except (TypeError, ValueError):
-            raise InputError("target_loss", f"must be a number, got {target_loss!r}") from None
-    budget_flops = _positive(budget_flops, "budget_flops")
-    budget_usd = _positive(budget_usd, "budget_usd")
-    budget_gpu_hours = _positive(budget_gpu_hours, "budget_gpu_hours")
-    deadline_days = _positive(deadline_days, "deadline_days")
-    price_usd_per_hour = _positive(price_usd_per_hour, "price")
-    mfu = _positive(mfu, "mfu", maximum=1.0)
-    inference_mfu = _positive(inference_mfu, "inference_mfu", maximum=1.0)
-    if inference_tokens is not None:
-        inference_tokens = _positive(inference_tokens, "inference_tokens")
-    unique_tokens = _positive(unique_tokens, "unique_tokens")
-    tokens_per_day = _positive(tokens_per_day, "tokens_per_day")
-    serving_days = _positive(serving_days, "serving_days")
-    if tokens_per_day is not None or serving_days is not None or serving_options:
-        from .planning.serving import check_demand, lifetime_tokens
+    req = PlanRequest.validated(**{k: v for k, v in locals().items() if k != "law"})  # every argument but the law
+    dc = DataConstrainedMode(law, req.unique_tokens) if req.unique_tokens is not None else None
+    hw = resolve_hardware(req)
+    fleet = _serving_fleet(req, hw)
+    placer = Placer(law, dc, hw.sim, req.gpus, req.target_days)
 
-        serving_options = check_demand(tokens_per_day, serving_days, serving_options)
-        if gpu is None:
-            raise InputError("gpu", "a serving demand needs the serving simulator: give a GPU profile")
-        inference_tokens = lifetime_tokens(tokens_per_day, serving_days, inference_tokens)
-    if experts is not None:
-        from .planning.moe import check
+    C, compute_notes = compute_for_objective(req, law, dc, placer)
+    N, D = allocate(law, dc, C)
+    low, high, model_loss = _near_optimal_range_and_loss(law, dc, C, N, D, req.near_optimal_rel_tol)
+    plan_loss = model_loss if req.objective != "target_loss" else float(req.target_loss)
+    training, training_notes = _training_for(req, hw, placer, C, N)
+    band = loss_band(law, dc, N, D)
+    uncertainty, uncertainty_notes = uncertainty_for(law, dc, req.objective, req.target_loss, C, N, D, training)
+    serving, serving_notes = fleet.section(N, training.cost_usd) if fleet is not None else (None, [])
+    alts = alternatives_for(law, dc, plan_loss, C, N, D, training=training, sim=hw.sim, profile=hw.profile,
+                            inference_tokens=req.inference_tokens, inference_mfu=req.inference_mfu, fleet=fleet,
+                            serving=serving) if req.alternatives else []
+    moe, moe_notes = _moe_section(req, dc, C, hw, training)
+    dc_section, dc_notes = _data_constrained_section(req, dc, C, N, D)
 
-        experts, top_k = check(experts, top_k)
-    elif top_k is not None:
-        raise InputError("top_k", "needs experts (the number of routed experts)")
-    if gpus is not None:
-        if isinstance(gpus, bool) or not float(gpus).is_integer() or gpus < 1:
-            raise InputError("gpus", f"must be a whole number >= 1, got {gpus!r}")
-        gpus = int(gpus)
-    if gpu is None and (objective in ("budget_usd", "budget_gpu_hours", "deadline")):
-        raise InputError("gpu", f"objective {objective} needs the simulator: give a GPU profile")
-    if calibration is None and calibration_dir is not None:
-        raise InputError("calibration_dir", "is only read with calibration='latest'")
-    if gpu is None and calibration is not None:
-        raise InputError("calibration", "calibrates the training simulator: give a GPU profile")
-
-    notes: list[str] = []
-    profile = sim = cal_use = dc = None
-    if unique_tokens is not None:
-        from .planning.data_constrained import DataConstrainedMode
-
-        dc = DataConstrainedMode(law, unique_tokens)
-
-    def allocate(C):
-        """(N, D) for compute C: Hoffmann Eq. 4, or the Muennighoff optimum under the unique-token cap."""
-        if dc is not None:
-            return dc.allocate(C)
-        return float(optimal_params(law, C)), float(optimal_tokens(law, C))
-
-    if gpu is not None:
-        profile = load_profile(gpu)
-        if gpus is not None and gpus > _node(profile) and gpus % _node(profile):
-            raise InputError("gpus", f"must be <= {_node(profile)} or a multiple of the {_node(profile)} devices "
-                                     f"per node of {profile.name}, got {gpus}")
-        sim_mfu, matmul = mfu, None
-        if calibration is not None:
-            from .planning.calibration import resolve
-
-            cal_use = resolve(calibration, calibration_dir, profile.name, PRECISION, explicit_mfu=mfu)
-            sim_mfu = mfu if mfu is not None else cal_use.mfu
-            matmul = cal_use.matmul_flops_per_s
-            notes += [f"calibration: used {line}" for line in cal_use.used]
-            notes += [f"calibration: {n}" for n in cal_use.notes]
-        sim = _Simulator(profile, price_usd_per_hour, sim_mfu, PRECISION, matmul)
-    fleet = None
-    if tokens_per_day is not None:
-        from .planning.serving import Fleet
-
-        fleet = Fleet(profile, tokens_per_day, serving_days, price_usd_per_hour, serving_options, PRECISION)
-    target_days = deadline_days if deadline_days is not None else DEFAULT_TARGET_DAYS
-
-    def place(C):
-        """(N, D, G, sim result, gpus_source) for compute C; result None when it fits on nothing."""
-        N, D = allocate(C)
-        if gpus is not None:
-            return N, D, gpus, sim(N, D, gpus), "--gpus"
-        try:
-            G, r, met = choose_gpus(sim, N, D, target_days)
-        except InfeasibleError:
-            return N, D, None, None, ""
-        how = (f"chosen: the smallest power-of-two multiple of a {_node(profile)}-GPU node that finishes "
-               f"within {target_days:g} days" + ("" if met else f" (none up to {G} GPUs does; the largest is used)"))
-        return N, D, G, r, how
-
-    # -- the compute C the objective asks for ------------------------------------------------------
-    if objective == "target_loss" and dc is not None:
-        C = dc.compute_for_loss(target_loss, MAX_COMPUTE_FLOPS)
-    elif objective == "target_loss":
-        C = float(compute_for_loss(law, target_loss))
-        if not math.isfinite(C):
-            raise InputError("target_loss", f"{target_loss:g} is out of reach of law {law.name!r}")
-        if C > MAX_COMPUTE_FLOPS:
-            raise InfeasibleError(
-                f"target loss {target_loss:g} needs {C:.3g} FLOPs under law {law.name!r}, beyond the "
-                f"{MAX_COMPUTE_FLOPS:.0e} FLOPs the planner sizes; the lowest target in range is "
-                f"{float(frontier_loss(law, MAX_COMPUTE_FLOPS)):.4f}")
-    elif objective == "budget_flops":
-        if budget_flops < MIN_COMPUTE_FLOPS:
-            raise InfeasibleError(
-                f"budget_flops {budget_flops:.4g} FLOPs is too small for any model: the smallest run the planner "
-                f"sizes needs {MIN_COMPUTE_FLOPS:.0e} FLOPs "
-                f"({float(optimal_params(law, MIN_COMPUTE_FLOPS)) / 1e6:.0f}M params); give at least that")
-        C = budget_flops
-    else:
-        if objective == "budget_usd":
-            def measure(r):
-                return r.training.cost_usd
-            budget, what = budget_usd, "cost"
-        elif objective == "budget_gpu_hours":
-            def measure(r):
-                return r.training.gpu_hours
-            budget, what = budget_gpu_hours, "GPU-hours"
-        else:
-            def measure(r):
-                return r.training.wall_clock_days
-            budget, what = deadline_days, "wall-clock"
-        C = _bisect_compute(place, measure, budget, what, objective, gpus, profile)
-        notes.append(f"compute found by bisection in log C over the simulator so that the simulated {what} "
-                     f"meets the budget ({sim.calls} simulations)")
-
-    N, D = allocate(C)
-    if dc is not None:
-        low, high = dc.near_optimal_params_range(C, N, near_optimal_rel_tol)
-        model_loss = float(dc.loss(N, D))
-    else:
-        low, high = near_optimal_params_range(law, C, near_optimal_rel_tol, iterations=NEAR_OPTIMAL_BISECTIONS)
-        model_loss = float(frontier_loss(law, C))
-    plan_loss = model_loss if objective != "target_loss" else float(target_loss)
-
-    # -- training on the cluster ----------------------------------------------------------------
-    training = None
-    if sim is not None:
-        _, _, G, res, how = place(C)
-        if res is None:
-            raise InfeasibleError(
-                f"a {N / 1e9:.3g}B-parameter model (C = {C:.3g} FLOPs) does not fit in memory on "
-                + (f"{gpus} x {profile.name}" if gpus is not None else f"any GPU count of {profile.name} tried"))
-        from .planning.calibration import mfu_provenance
-
-        training = _training_choice(res, how, profile, PRECISION, mfu_provenance(cal_use, mfu))
-        if deadline_days is not None and training.wall_clock_days > deadline_days * (1 + 1e-9):
-            raise InfeasibleError(
-                f"the plan takes {training.wall_clock_days:.1f} days on {training.gpus} x {profile.name}, "
-                f"over the {deadline_days:g}-day deadline by {training.wall_clock_days - deadline_days:.1f} days")
-        if gpus is None and "none up to" in how:
-            notes.append(f"even {G} GPUs take {training.wall_clock_days:.0f} days (> {target_days:g})")
-
-    # -- uncertainty over the law's draws ----------------------------------------------------------
-    uncertainty = None
-    loss_band = None
-    if dc is not None:
-        if law.samples is not None and len(law.samples) >= 2:
-            loss_band = _band(dc.loss_draws(N, D))
-        notes.append("data-constrained: the bands of compute and allocation over the law's draws are not computed "
-                     "under the unique-token cap" + (" (the loss band is)" if loss_band is not None else ""))
-    elif law.samples is not None and len(law.samples) >= 2:
-        draws = law.draws()
-        predicted = loss(draws, N, D)
-        loss_band = _band(predicted)
-        u = dict(draws=len(law.samples), optimal_params=_band(optimal_params(draws, C)),
-                 optimal_tokens=_band(optimal_tokens(draws, C)))
-        if objective == "target_loss":
-            c_draws = np.asarray(compute_for_loss(draws, target_loss), dtype=float)
-            u["compute_flops"] = _band(c_draws)
-            u["probability_target_met"] = float(np.mean(predicted <= target_loss))
-            u["probability_within_budget"] = float(np.mean(c_draws <= C))
-            if training is not None:
-                ratio = c_draws / C
-                u["wall_clock_days"] = _band(training.wall_clock_days * ratio)
-                u["gpu_hours"] = _band(training.gpu_hours * ratio)
-                u["cost_usd"] = _band(training.cost_usd * ratio)
-                u["scaling_note"] = ("wall-clock, GPU-hours and cost scale with each draw's compute at the plan's "
-                                     "layout, GPU count and MFU (a first-order band, not re-simulated)")
-        uncertainty = Uncertainty(**u)
-    else:
-        notes.append(f"law {law.name!r} carries no parameter draws: no uncertainty band")
-
-    serving = None
-    if fleet is not None:
-        serving = fleet.choice(N, training.cost_usd)
-        if isinstance(serving, str):
-            notes.append(f"serving: the plan's model has no fleet for the demand: {serving}")
-            serving = None
-        else:
-            notes.append(f"serving: {serving.replicas} replicas x TP{serving.tensor_parallel} = {serving.devices} x "
-                         f"{profile.name} for {tokens_per_day:.3g} tokens/day ({serving.capacity_method}); lifetime "
-                         f"cost = training + {serving_days:g} days of serving, for the plan and each alternative")
-    alts = _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile, dc,
-                         fleet, serving) if alternatives else []
-    moe_section = None
-    if experts is not None:
-        from .planning.moe import section
-
-        moe_section = section(C, experts, top_k, profile=profile, gpus=training.gpus if training else None,
-                              price_usd_per_hour=price_usd_per_hour, precision=PRECISION)
-        if dc is not None:
-            moe_section.notes.append("MoE: the allocation ignores the unique-token cap (Krajewski's law assumes "
-                                     "fresh data)")
-        if training is not None and training.mfu_provenance != "profile default":
-            moe_section.notes.append("MoE: the measured MFU / matmul rate of the dense run is not applied to the "
-                                     "MoE run (simulated from the profile)")
-        notes += moe_section.notes
-    dc_section = None
-    if dc is not None:
-        dc_section = dc.section(C, N, D)
-        notes += dc_section.notes
-        if inference_tokens is not None and alternatives:
-            notes.append("data-constrained: no inference-optimal alternative (Sardana 2024 assumes fresh data)")
-    if inference_tokens is not None and fleet is None:
-        notes.append(f"inference: 2·N FLOPs per token at an assumed MFU of {inference_mfu:g} and the training price "
-                     "(give --tokens-per-day and --serving-days to size a serving fleet instead)")
-
+    notes = (hw.notes + compute_notes + training_notes + uncertainty_notes + serving_notes + moe_notes + dc_notes
+             + _inference_notes(req, fleet))
+    model = ModelChoice(params=N, tokens=D, tokens_per_param=D / N, loss=model_loss, loss_band=band,
+                        params_near_optimal_low=float(low), params_near_optimal_high=float(high),
+                        near_optimal_rel_tol=req.near_optimal_rel_tol)
     return Recommendation(
-        objective=objective, target_loss=target_loss, budget_flops=budget_flops, budget_usd=budget_usd,
-        budget_gpu_hours=budget_gpu_hours, deadline_days=deadline_days, compute_flops=C,
-        model=ModelChoice(
-            params=N, tokens=D, tokens_per_param=D / N, loss=model_loss, loss_band=loss_band,
-            params_near_optimal_low=float(low), params_near_optimal_high=float(high),
-            near_optimal_rel_tol=near_optimal_rel_tol,
-        ),
-        training=training,
-        law=LawInfo(name=law.name, source=law.source, draws=0 if law.samples is None else len(law.samples),
-                    **{k: float(v) for k, v in law.params.items()}),
-        uncertainty=uncertainty, alternatives=alts,
-        inference_tokens=inference_tokens, inference_mfu=inference_mfu if inference_tokens is not None else None,
-        calibration=cal_use, data_constrained=dc_section, moe=moe_section, serving=serving, notes=notes,
+        objective=req.objective, target_loss=req.target_loss, budget_flops=req.budget_flops,
+        budget_usd=req.budget_usd, budget_gpu_hours=req.budget_gpu_hours, deadline_days=req.deadline_days,
+        compute_flops=C, model=model, training=training, law=_law_info(law), uncertainty=uncertainty,
+        alternatives=alts, inference_tokens=req.inference_tokens,
+        inference_mfu=req.inference_mfu if req.inference_tokens is not None else None, calibration=hw.calibration,
+        data_constrained=dc_section, moe=moe, serving=serving, notes=notes,
     )
 
 
-def _bisect_compute(place, measure, budget: float, what: str, objective: str, gpus, profile) -> float:
-    """The largest C in [MIN, MAX] whose simulated ``measure`` is <= ``budget``, by bisection in log C.
+# -- the steps of recommend() ---------------------------------------------------------------------
 
-    A C whose model fits on nothing counts as over budget. Raises InfeasibleError with the smallest
-    budget that works when even MIN_COMPUTE_FLOPS is over it.
-    """
-    def value(C):
-        r = place(C)[3]
-        return math.inf if r is None else float(measure(r))
-
-    lo_val = value(MIN_COMPUTE_FLOPS)
-    if not lo_val <= budget:
-        unit = {"cost": "USD", "GPU-hours": "GPU-hours", "wall-clock": "days"}[what]
-        where = f"{gpus} x {profile.name}" if gpus is not None else profile.name
-        if math.isinf(lo_val):
-            raise InfeasibleError(f"even the smallest run ({MIN_COMPUTE_FLOPS:.0e} FLOPs) fits on no layout of {where}")
-        raise InfeasibleError(
-            f"{objective} {budget:.4g} {unit} is too small for any model: the smallest run the planner sizes "
-            f"({MIN_COMPUTE_FLOPS:.0e} FLOPs, {float(place(MIN_COMPUTE_FLOPS)[0]) / 1e6:.0f}M params) needs "
-            f"{lo_val:.4g} {unit} on {where}; give at least that")
-    if value(MAX_COMPUTE_FLOPS) <= budget:
-        return MAX_COMPUTE_FLOPS
-    return bisect_log(lambda C: value(C) <= budget, math.log(MIN_COMPUTE_FLOPS), math.log(MAX_COMPUTE_FLOPS),
-                      BISECTION_STEPS, 1e-6)
+def _serving_fleet(req: PlanRequest, hw: Hardware) -> Fleet | None:
+    """The serving fleets of the demand on the plan's profile (None without a demand)."""
+    if req.tokens_per_day is None:
+        return None
+    return Fleet(hw.profile, req.tokens_per_day, req.serving_days, req.price_usd_per_hour, req.serving_options,
+                 PRECISION)
 
 
-def _alternatives(law, plan_loss, C, N, D, training, sim, inference_tokens, inference_mfu, profile, dc=None,
-                  fleet=None, serving=None):
-    """Compute-optimal, over-trained 2x/10x smaller at the same loss, and (with a lifetime demand)
-    the inference-optimal model; each simulated on the plan's GPUs. Under a unique-token cap
-    (``dc``) the losses are Muennighoff's, the over-trained models repeat data to reach the plan's
-    loss, the Chinchilla allocation of the same compute is shown with the loss it really reaches,
-    and the inference-optimal model (Sardana assumes fresh data) is left out. With a serving
-    ``fleet`` each model's inference cost is its own simulated fleet's, and the inference-optimal
-    model is solved at the plan fleet's effective MFU."""
-    G = training.gpus if training is not None else None
-    price = training.price_usd_per_gpu_hour if training is not None else None
-    peak = training.peak_flops_per_s if training is not None else None
-    if dc is None:
-        def loss_of(n, d):
-            return float(loss(law, n, d))
-
-        def tokens_at(n):
-            return float(tokens_for_loss_at_params(law, plan_loss, n))
-
-        rows = [("compute-optimal", "the plan: Hoffmann Eq. 4 allocation of C", N, D)]
-    else:
-        loss_of = dc.loss
-
-        def tokens_at(n):
-            return dc.tokens_for_loss_at_params(plan_loss, n)
-
-        rows = [("compute-optimal", f"the plan: Muennighoff 2023 allocation of C with {dc.U:.3g} unique tokens",
-                 N, D)]
-    for k in OVERTRAIN_SHRINK:
-        n = N / k
-        rows.append((f"over-trained {k:g}x smaller", f"N/{k:g}, trained on the tokens that reach the same loss "
-                     "(L(N, D) solved for D" + (", data repeated)" if dc is not None else ")"), n, tokens_at(n)))
+def _near_optimal_range_and_loss(law: ChinchillaLaw, dc, C: float, N: float, D: float,
+                                 rel_tol: float) -> tuple[float, float, float]:
+    """The smallest and largest N within ``rel_tol`` of the minimal loss at C, and the loss the plan's
+    N, D reach: the frontier L*(C) of Hoffmann Eq. 4 (bisection for the range), or under the
+    unique-token cap Muennighoff's L(N, D, U) (a scan: the constrained curve has kinks)."""
     if dc is not None:
-        n_c, d_c = float(optimal_params(law, C)), float(optimal_tokens(law, C))
-        if d_c > dc.U:
-            rows.append((DC_CHINCHILLA_ALTERNATIVE, "Hoffmann Eq. 4 allocation of the same C, ignoring the "
-                         "unique-token cap: its loss is what it reaches with the data repeated", n_c, d_c))
-    elif inference_tokens is not None:
-        from .laws.inference_aware import cost_optimal, usd_per_flop
+        low, high = dc.near_optimal_params_range(C, N, rel_tol)
+        return low, high, float(dc.loss(N, D))
+    low, high = near_optimal_params_range(law, C, rel_tol, iterations=NEAR_OPTIMAL_BISECTIONS)
+    return low, high, float(frontier_loss(law, C))
 
-        if training is not None:
-            c = usd_per_flop(price, peak)
-            inf_mfu, how = inference_mfu, "assumed"
-            if serving is not None:
-                inf_mfu, how = min(1.0, serving.effective_mfu), "the plan's serving fleet's effective"
-            p = cost_optimal(law, plan_loss, inference_tokens, 0.0, train_usd_per_flop=c, inference_usd_per_flop=c,
-                             train_mfu=training.mfu, prefill_mfu=inf_mfu, decode_mfu=inf_mfu)
-            desc = (f"Sardana 2024: minimal lifetime dollars at the same loss (training MFU {training.mfu:.3f}, "
-                    f"{how} inference MFU {inf_mfu:.3g})")
-        else:
-            from .laws.inference_aware import compute_optimal
 
-            p = compute_optimal(law, plan_loss, inference_tokens)
-            desc = "Sardana 2024: minimal lifetime FLOPs at the same loss"
-        rows.append(("inference-optimal", desc, float(p.params), float(p.tokens)))
-    out = []
-    for name, desc, n, d in rows:
-        if not math.isfinite(d):
-            out.append(Alternative(name=name, description=desc, params=n, loss=plan_loss,
-                                   note=f"cannot reach loss {plan_loss:.4f} at this size under the law"))
-            continue
-        alt = dict(name=name, description=desc, params=n, tokens=d, tokens_per_param=d / n,
-                   loss=float(loss_of(n, d)), compute_flops=FLOPS_PER_PARAM_TOKEN * n * d)
-        if sim is not None:
-            r = sim(n, d, G)
-            if r is None:
-                alt["note"] = f"does not fit on {G} x {profile.name}"
-            else:
-                t = r.training
-                alt.update(gpus=G, wall_clock_days=t.wall_clock_days, gpu_hours=t.gpu_hours, cost_usd=t.cost_usd,
-                           mfu=t.mfu)
-        if inference_tokens is not None:
-            inf_flops = INFERENCE_FLOPS_PER_PARAM_TOKEN * n * inference_tokens
-            alt.update(inference_flops=inf_flops, lifetime_flops=alt["compute_flops"] + inf_flops)
-            if fleet is not None:
-                fp = fleet.plan(n)
-                if isinstance(fp, str):
-                    alt["note"] = (alt.get("note", "") + "; " if alt.get("note") else "") + \
-                        "no serving fleet meets the SLO"
-                else:
-                    serve_usd = fp.cost_usd_per_day * fleet.S
-                    alt.update(serving_devices=fp.devices, serving_cost_usd=serve_usd, inference_cost_usd=serve_usd)
-                    if alt.get("cost_usd") is not None:
-                        alt["lifetime_cost_usd"] = alt["cost_usd"] + serve_usd
-            elif price is not None:
-                inf_usd = inf_flops / (peak * inference_mfu) / 3600.0 * price
-                alt["inference_cost_usd"] = inf_usd
-                if alt.get("cost_usd") is not None:
-                    alt["lifetime_cost_usd"] = alt["cost_usd"] + inf_usd
-        out.append(Alternative(**alt))
-    return out
+def _training_for(req: PlanRequest, hw: Hardware, placer: Placer, C: float,
+                  N: float) -> tuple[TrainingChoice | None, list[str]]:
+    """The simulated training of compute C (None at law level) and its note. Raises InfeasibleError
+    when the model fits on no GPU count tried or the run misses the deadline."""
+    if hw.sim is None:
+        return None, []
+    placed = placer.place(C)
+    if placed.result is None:
+        raise InfeasibleError(
+            f"a {N / 1e9:.3g}B-parameter model (C = {C:.3g} FLOPs) does not fit in memory on "
+            + (f"{req.gpus} x {hw.profile.name}" if req.gpus is not None
+               else f"any GPU count of {hw.profile.name} tried"))
+    training = training_choice(placed.result, placed.gpus_source, hw.profile, PRECISION,
+                               mfu_provenance(hw.calibration, req.mfu))
+    days = training.wall_clock_days
+    if req.deadline_days is not None and days > req.deadline_days * (1 + 1e-9):
+        raise InfeasibleError(
+            f"the plan takes {days:.1f} days on {training.gpus} x {hw.profile.name}, "
+            f"over the {req.deadline_days:g}-day deadline by {days - req.deadline_days:.1f} days")
+    if req.gpus is None and not placed.in_time:
+        return training, [f"even {placed.gpus} GPUs take {days:.0f} days (> {req.target_days:g})"]
+    return training, []
+
+
+def _moe_section(req: PlanRequest, dc, C: float, hw: Hardware, training) -> tuple[MoEChoice | None, list[str]]:
+    """With experts: the Krajewski 2024 MoE at the plan's compute, simulated on the plan's GPUs,
+    with what it does not carry over from the dense plan (the unique-token cap, a measured MFU)."""
+    if req.experts is None:
+        return None, []
+    from .planning.moe import section
+
+    moe = section(C, req.experts, req.top_k, profile=hw.profile, gpus=training.gpus if training else None,
+                  price_usd_per_hour=req.price_usd_per_hour, precision=PRECISION)
+    if dc is not None:
+        moe.notes.append("MoE: the allocation ignores the unique-token cap (Krajewski's law assumes fresh data)")
+    if training is not None and training.mfu_provenance != "profile default":
+        moe.notes.append("MoE: the measured MFU / matmul rate of the dense run is not applied to the MoE run "
+                         "(simulated from the profile)")
+    return moe, moe.notes
+
+
+def _data_constrained_section(req: PlanRequest, dc, C: float, N: float,
+                              D: float) -> tuple[DataConstrained | None, list[str]]:
+    """Under the unique-token cap: epochs, effective data, loss under repetition (Muennighoff 2023)."""
+    if dc is None:
+        return None, []
+    section = dc.section(C, N, D)
+    notes = list(section.notes)
+    if req.inference_tokens is not None and req.alternatives:
+        notes.append("data-constrained: no inference-optimal alternative (Sardana 2024 assumes fresh data)")
+    return section, notes
+
+
+def _inference_notes(req: PlanRequest, fleet) -> list[str]:
+    if req.inference_tokens is None or fleet is not None:
+        return []
+    return [f"inference: 2·N FLOPs per token at an assumed MFU of {req.inference_mfu:g} and the training price "
+            "(give --tokens-per-day and --serving-days to size a serving fleet instead)"]
+
+
+def _law_info(law: ChinchillaLaw) -> LawInfo:
+    return LawInfo(name=law.name, source=law.source, draws=0 if law.samples is None else len(law.samples),
+                   **{k: float(v) for k, v in law.params.items()})
 
 
 # =================================================================================================

@@ -1,0 +1,149 @@
+"""The training compute C an objective asks for, and where a compute lands.
+
+- ``target_loss`` L: the minimal compute that reaches L, in closed form
+  C(L) = 6·[(A·G^-α + B·G^β)/(L − E)]^((α+β)/(αβ)) with G = (αA/βB)^(1/(α+β)) (Besiroglu 2024,
+  from Hoffmann 2022 Eq. 4); under a unique-token cap, the least C whose Muennighoff 2023 optimum
+  reaches L (:meth:`.data_constrained.DataConstrainedMode.compute_for_loss`);
+- ``budget_flops`` C: C itself;
+- ``budget_usd`` X / ``budget_gpu_hours`` H / a fixed cluster's ``deadline_days`` T: the largest C
+  whose *simulated* cost / GPU-hours / wall-clock meets the budget, by bisection in log C over the
+  simulator (:func:`.search.bisect_log`; cost is not linear in C: MFU, layout and goodput change
+  with the model and the cluster).
+
+A compute C lands (:class:`Placer`) as N, D = Hoffmann Eq. 4 (or the data-constrained optimum,
+:func:`allocate`) on the request's GPUs, or on the count :func:`.training.choose_gpus` picks: the
+smallest power-of-two multiple of a node that finishes within the target days.
+
+The planner sizes runs between :data:`MIN_COMPUTE_FLOPS` and :data:`MAX_COMPUTE_FLOPS`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from ..errors import InfeasibleError, InputError
+from ..laws.chinchilla import compute_for_loss, frontier_loss, optimal_params, optimal_tokens
+from .search import bisect_log
+from .training import choose_gpus, node_size
+
+MIN_COMPUTE_FLOPS = 1e18  # the smallest run the planner sizes (~70M params on ~2B tokens)
+MAX_COMPUTE_FLOPS = 1e29  # the largest (far beyond any run to date)
+BISECTION_STEPS = 40  # log C halvings: ln(1e11)/2^40 ~ 2e-11 relative, far below the simulator's resolution
+BISECTION_TOL_LOG = 1e-6  # stop once the bracket is this narrow in ln C (0.0001 % of C)
+
+# simulated objective -> (its request field, what the simulator measures, the unit, that measure of a simulation)
+SIMULATED_BUDGETS = {
+    "budget_usd": ("budget_usd", "cost", "USD", lambda r: r.training.cost_usd),
+    "budget_gpu_hours": ("budget_gpu_hours", "GPU-hours", "GPU-hours", lambda r: r.training.gpu_hours),
+    "deadline": ("deadline_days", "wall-clock", "days", lambda r: r.training.wall_clock_days),
+}
+
+
+def allocate(law, dc, C: float) -> tuple[float, float]:
+    """(N, D) for compute C: Hoffmann Eq. 4, or the Muennighoff optimum under the unique-token cap ``dc``."""
+    if dc is not None:
+        return dc.allocate(C)
+    return float(optimal_params(law, C)), float(optimal_tokens(law, C))
+
+
+class Placement(NamedTuple):
+    """Where a compute lands: the model, the GPU count and its simulation (None: fits on nothing)."""
+
+    params: float
+    tokens: float
+    gpus: int | None
+    result: object
+    gpus_source: str = ""  # '--gpus' or how the count was chosen
+    in_time: bool = True  # False: no count considered finishes within the target days (the largest is used)
+
+
+class Placer:
+    """Places compute C: (N, D) by :func:`allocate`, simulated on ``gpus`` or on the count
+    :func:`~.training.choose_gpus` picks for ``target_days``."""
+
+    def __init__(self, law, dc, sim, gpus: int | None, target_days: float):
+        self.law, self.dc, self.sim, self.gpus, self.target_days = law, dc, sim, gpus, target_days
+
+    def place(self, C: float) -> Placement:
+        N, D = allocate(self.law, self.dc, C)
+        if self.gpus is not None:
+            return Placement(N, D, self.gpus, self.sim(N, D, self.gpus), "--gpus")
+        try:
+            G, r, met = choose_gpus(self.sim, N, D, self.target_days)
+        except InfeasibleError:
+            return Placement(N, D, None, None, "")
+        how = (f"chosen: the smallest power-of-two multiple of a {node_size(self.sim.profile)}-GPU node that "
+               f"finishes within {self.target_days:g} days"
+               + ("" if met else f" (none up to {G} GPUs does; the largest is used)"))
+        return Placement(N, D, G, r, how, met)
+
+
+def compute_for_objective(request, law, dc, placer: Placer | None) -> tuple[float, list[str]]:
+    """(C, notes) for the objective of a validated :class:`~.request.PlanRequest` (module
+    docstring). Raises InputError for a target out of the law's reach, InfeasibleError for a
+    target beyond MAX_COMPUTE_FLOPS or a budget below what the smallest run needs."""
+    if request.objective == "target_loss":
+        return compute_for_target_loss(law, dc, request.target_loss), []
+    if request.objective == "budget_flops":
+        return checked_flops_budget(law, request.budget_flops), []
+    return compute_within_simulated_budget(request, placer)
+
+
+def compute_for_target_loss(law, dc, target_loss: float) -> float:
+    """The minimal C that reaches ``target_loss``: C(L) in closed form (Besiroglu 2024), or under
+    the unique-token cap the data-constrained search."""
+    if dc is not None:
+        return dc.compute_for_loss(target_loss, MAX_COMPUTE_FLOPS)
+    C = float(compute_for_loss(law, target_loss))
+    if not math.isfinite(C):
+        raise InputError("target_loss", f"{target_loss:g} is out of reach of law {law.name!r}")
+    if C > MAX_COMPUTE_FLOPS:
+        raise InfeasibleError(
+            f"target loss {target_loss:g} needs {C:.3g} FLOPs under law {law.name!r}, beyond the "
+            f"{MAX_COMPUTE_FLOPS:.0e} FLOPs the planner sizes; the lowest target in range is "
+            f"{float(frontier_loss(law, MAX_COMPUTE_FLOPS)):.4f}")
+    return C
+
+
+def checked_flops_budget(law, budget_flops: float) -> float:
+    """``budget_flops`` itself, or InfeasibleError when it is below MIN_COMPUTE_FLOPS."""
+    if budget_flops < MIN_COMPUTE_FLOPS:
+        raise InfeasibleError(
+            f"budget_flops {budget_flops:.4g} FLOPs is too small for any model: the smallest run the planner "
+            f"sizes needs {MIN_COMPUTE_FLOPS:.0e} FLOPs "
+            f"({float(optimal_params(law, MIN_COMPUTE_FLOPS)) / 1e6:.0f}M params); give at least that")
+    return budget_flops
+
+
+def compute_within_simulated_budget(request, placer: Placer) -> tuple[float, list[str]]:
+    """The largest C in [MIN, MAX] whose simulated cost / GPU-hours / wall-clock is <= the budget,
+    by bisection in log C, and the note that says so.
+
+    A C whose model fits on nothing counts as over budget. Raises InfeasibleError with the smallest
+    budget that works when even MIN_COMPUTE_FLOPS is over it.
+    """
+    field, what, unit, measure = SIMULATED_BUDGETS[request.objective]
+    budget = getattr(request, field)
+
+    def value(C):
+        r = placer.place(C).result
+        return math.inf if r is None else float(measure(r))
+
+    lo_val = value(MIN_COMPUTE_FLOPS)
+    if not lo_val <= budget:
+        profile = placer.sim.profile
+        where = f"{request.gpus} x {profile.name}" if request.gpus is not None else profile.name
+        if math.isinf(lo_val):
+            raise InfeasibleError(f"even the smallest run ({MIN_COMPUTE_FLOPS:.0e} FLOPs) fits on no layout of {where}")
+        raise InfeasibleError(
+            f"{request.objective} {budget:.4g} {unit} is too small for any model: the smallest run the planner "
+            f"sizes ({MIN_COMPUTE_FLOPS:.0e} FLOPs, {float(placer.place(MIN_COMPUTE_FLOPS).params) / 1e6:.0f}M "
+            f"params) needs {lo_val:.4g} {unit} on {where}; give at least that")
+    if value(MAX_COMPUTE_FLOPS) <= budget:
+        C = MAX_COMPUTE_FLOPS
+    else:
+        C = bisect_log(lambda c: value(c) <= budget, math.log(MIN_COMPUTE_FLOPS), math.log(MAX_COMPUTE_FLOPS),
+                       BISECTION_STEPS, BISECTION_TOL_LOG)
+    return C, [f"compute found by bisection in log C over the simulator so that the simulated {what} meets the "
+               f"budget ({placer.sim.calls} simulations)"]

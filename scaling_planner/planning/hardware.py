@@ -1,0 +1,75 @@
+"""The hardware a plan is simulated on: the GPU profile (read by name, fast path below), the
+calibration records of that profile it uses (:mod:`.calibration`) and the training simulator
+calibrated with them (:class:`.training.Simulator`). ``gpu=None`` plans at the level of the law
+only: no profile, no simulator.
+
+The profiles load inside the functions (cold start of ``planner recommend``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..errors import InputError
+from .calibration import CalibrationUse, resolve
+from .training import PRECISION, Simulator, node_size
+
+
+def load_profile(name):
+    """A hardware profile by name. Fast path: with no user profile directories configured, read
+    only the built-in file ``<name>.yaml`` instead of validating every profile, with libyaml's
+    safe loader where PyYAML has it (the same SafeLoader constructors, ~10x faster than the pure
+    Python one); any problem falls back to the validated loader and its error messages."""
+    import os
+
+    from ..hardware import profiles as hp
+
+    if not isinstance(name, str):
+        return name  # already a profile
+    key = name.strip().lower().replace("_", "-").replace(" ", "-")
+    if not os.environ.get(hp.ENV_VAR, "").strip():
+        try:
+            path = hp.builtin_profiles_dir() / f"{key}.yaml"
+        except InputError:
+            path = None
+        if path is not None and path.is_file():
+            import yaml
+
+            loader = getattr(yaml, "CSafeLoader", None)
+            if loader is not None:
+                try:
+                    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # libyaml SafeLoader
+                    return hp.profile_from_mapping(data, path, builtin=True)
+                except (OSError, yaml.YAMLError, InputError):
+                    pass
+            return hp.load_profile_file(path, builtin=True)
+    return hp.get_profile(name)
+
+
+class Hardware(NamedTuple):
+    """The profile, the simulator on it (both None at law level), the calibration use and its notes."""
+
+    profile: object
+    sim: Simulator | None
+    calibration: CalibrationUse | None
+    notes: list[str]
+
+
+def resolve_hardware(request) -> Hardware:
+    """The :class:`Hardware` of a validated :class:`~.request.PlanRequest`. Raises InputError for an
+    unknown profile, a GPU count that is neither within a node nor whole nodes, or bad calibration
+    records; the MFU the simulator uses is the explicit ``mfu``, else the calibrated one."""
+    if request.gpu is None:
+        return Hardware(None, None, None, [])
+    profile = load_profile(request.gpu)
+    gpus, node = request.gpus, node_size(profile)
+    if gpus is not None and gpus > node and gpus % node:
+        raise InputError("gpus", f"must be <= {node} or a multiple of the {node} devices per node of "
+                                 f"{profile.name}, got {gpus}")
+    if request.calibration is None:
+        return Hardware(profile, Simulator(profile, request.price_usd_per_hour, request.mfu, PRECISION), None, [])
+    use = resolve(request.calibration, request.calibration_dir, profile.name, PRECISION, explicit_mfu=request.mfu)
+    sim_mfu = request.mfu if request.mfu is not None else use.mfu
+    notes = [f"calibration: used {line}" for line in use.used] + [f"calibration: {n}" for n in use.notes]
+    return Hardware(profile, Simulator(profile, request.price_usd_per_hour, sim_mfu, PRECISION,
+                                       use.matmul_flops_per_s), use, notes)

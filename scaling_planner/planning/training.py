@@ -1,0 +1,164 @@
+"""Training the planned model on a cluster: the memoised training simulator
+(:func:`scaling_planner.simulate.training.simulate_training` on the shape of N parameters), the GPU
+count when none is given (the smallest power-of-two multiple of a node that finishes within the
+target days), and the plan's ``training`` block built from a simulation.
+
+The simulator, the architectures and the energy model load inside the functions (cold start of
+``planner recommend``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, Field
+
+from ..errors import InfeasibleError
+from ..laws.chinchilla import FLOPS_PER_PARAM_TOKEN
+from ..units import SECONDS_PER_DAY
+
+PRECISION = "bf16"  # the training precision the planner simulates
+MAX_NODE_DOUBLINGS = 14  # default GPU count at most 2^14 nodes (131,072 GPUs at 8 per node)
+MAX_PLAUSIBLE_MFU = 0.8  # no simulated layout exceeds this: a count that would need more is not simulated
+GUESS_MFU_OF_MATMUL = 0.8  # first guess of a run's MFU as a share of the achievable matmul fraction
+
+
+class TrainingChoice(BaseModel):
+    """The simulator's estimate for training the chosen model (best layout on ``gpus`` x ``gpu``)."""
+
+    gpu: str
+    gpus: int
+    gpus_source: str = Field(description="'--gpus' or how the count was chosen")
+    precision: str
+    layout: dict = Field(description="the best parallel layout (TP, PP, DP, micro-batching, recompute, ZeRO)")
+    shape: str = Field(description="the transformer shape simulated for N")
+    model_flops: float = Field(description="the simulator's model FLOPs of the run (Megatron count, a count)")
+    peak_flops_per_s: float = Field(description="dense peak per GPU at this precision (a rate)")
+    mfu: float = Field(description="model FLOPs utilisation (model FLOPs, no recompute, dense peak)")
+    mfu_provenance: str = Field(
+        description="'measured' (--mfu), 'measured: <calibration record>', 'simulated with the measured matmul "
+        "rate of <calibration record>' or 'profile default' (simulated from the profile)")
+    predicted_mfu: float = Field(description="the simulator's MFU for this layout, before any override")
+    step_time_s: float
+    tokens_per_s: float
+    ideal_time_s: float = Field(description="model_flops / (gpus x peak x mfu): failure-free time")
+    goodput: float
+    wall_clock_days: float = Field(description="ideal time / goodput")
+    gpu_hours: float
+    price_usd_per_gpu_hour: float
+    price_source: str
+    cost_usd: float
+    energy_kwh: float = Field(description="facility energy (PUE and host power included)")
+    co2_kg: float
+    device_power_w: float
+    host_w_per_device: float
+    pue: float
+    grid_kg_co2_per_kwh: float
+    notes: list[str] = []
+
+
+class Simulator:
+    """Simulates (N, D) on a profile, memoised; a layout that cannot fit is ``None``.
+
+    ``mfu`` replaces the simulator's predicted MFU; ``matmul_flops_per_s`` (a measured bf16 GEMM
+    rate) replaces the profile's achievable-matmul prior. ``calls`` counts the simulations run."""
+
+    def __init__(self, profile, price, mfu, precision="bf16", matmul_flops_per_s=None):
+        self.profile, self.price, self.mfu, self.precision = profile, price, mfu, precision
+        self.matmul_flops_per_s = matmul_flops_per_s
+        self.cache: dict = {}
+        self.calls = 0
+
+    def __call__(self, N: float, D: float, G: int):
+        key = (float(N), float(D), int(G))
+        if key not in self.cache:
+            from ..simulate.architecture import shape_for_params
+            from ..simulate.training import simulate_training
+
+            self.calls += 1
+            try:
+                self.cache[key] = simulate_training(
+                    shape_for_params(N), D, self.profile, int(G), params=N, precision=self.precision,
+                    price_usd_per_hour=self.price, measured_mfu=self.mfu,
+                    measured_matmul_flops_per_s=self.matmul_flops_per_s, top=0)
+            except InfeasibleError:
+                self.cache[key] = None
+        return self.cache[key]
+
+
+def node_size(profile) -> int:
+    """Devices per node of the profile: the unit of a GPU count."""
+    return int(profile.devices_per_node)
+
+
+def choose_gpus(sim: Simulator, N: float, D: float, target_days: float):
+    """Smallest power-of-two multiple of a node that trains (N, D) within ``target_days``.
+
+    Returns (G, result, met); ``met`` is False when even the largest count considered
+    (2^MAX_NODE_DOUBLINGS nodes) does not finish in time, in which case that count is returned.
+    Raises InfeasibleError when no count considered fits the model in memory.
+
+    The search starts at the count C = 6·N·D needs at a guessed MFU (fewer simulations), jumps up
+    by the doublings the simulated wall-clock says are missing, then halves while half the GPUs
+    still finish in time.
+    """
+    node = node_size(sim.profile)
+    peak = sim.profile.peak_flops_per_s(sim.precision)
+    # first guess of the MFU: GUESS_MFU_OF_MATMUL x the profile's achievable matmul fraction (0.64 on an
+    # H100); the search below corrects it, a close guess only saves simulations (startup time)
+    guess_mfu = sim.mfu or GUESS_MFU_OF_MATMUL * float(sim.profile.achievable_matmul_fraction)
+    est = FLOPS_PER_PARAM_TOKEN * N * D / (peak * guess_mfu * target_days * SECONDS_PER_DAY)
+    k = int(min(MAX_NODE_DOUBLINGS, max(0, math.ceil(math.log2(max(est / node, 1.0))))))
+
+    def ok(r):
+        return r is not None and r.training.wall_clock_days <= target_days
+
+    r = sim(N, D, node * 2**k)
+    while not ok(r) and k < MAX_NODE_DOUBLINGS:
+        # too slow: jump by the doublings the simulated wall-clock says are missing (at least one)
+        step = 1 if r is None else max(1, math.ceil(math.log2(r.training.wall_clock_days / target_days)))
+        k = min(MAX_NODE_DOUBLINGS, k + step)
+        r = sim(N, D, node * 2**k)
+    if not ok(r):
+        if r is None:
+            raise InfeasibleError(f"a {N / 1e9:.3g}B-parameter model fits on no GPU count up to "
+                                  f"{node * 2**k} x {sim.profile.name}")
+        return node * 2**k, r, False
+    flops = r.compute_flops
+    while k > 0:
+        # half the GPUs cannot finish in time even at MAX_PLAUSIBLE_MFU: skip simulating it (startup time)
+        if sim.mfu is None and flops / (node * 2 ** (k - 1) * peak * MAX_PLAUSIBLE_MFU) > target_days * SECONDS_PER_DAY:
+            break
+        r2 = sim(N, D, node * 2 ** (k - 1))
+        if not ok(r2):
+            break
+        k, r = k - 1, r2
+    return node * 2**k, r, True
+
+
+def training_choice(res, gpus_source: str, profile, precision: str, provenance: str) -> TrainingChoice:
+    """The plan's training block from a simulation ``res`` (energy: the simulator's defaults)."""
+    from ..simulate.energy import (
+        DEFAULT_GRID_KG_CO2_PER_KWH,
+        DEFAULT_HOST_W_PER_DEVICE,
+        DEFAULT_PUE,
+        DEFAULT_TRAINING_UTILIZATION,
+        device_power_w,
+    )
+
+    t = res.training
+    return TrainingChoice(
+        gpu=t.gpu, gpus=t.gpus, gpus_source=gpus_source, precision=t.precision,
+        layout=t.layout.model_dump(), shape=f"{res.model.n_layers} layers, d_model {res.model.d_model}, "
+        f"{res.model.n_heads} heads, {res.model.params / 1e9:.3g}B params ({res.model.shape_source})",
+        model_flops=res.compute_flops, peak_flops_per_s=float(profile.peak_flops_per_s(precision)),
+        mfu=t.mfu, mfu_provenance=provenance,
+        predicted_mfu=t.efficiency.predicted_mfu, step_time_s=t.step_time_s, tokens_per_s=t.tokens_per_s,
+        ideal_time_s=t.ideal_time_s, goodput=t.goodput, wall_clock_days=t.wall_clock_days,
+        gpu_hours=t.gpu_hours, price_usd_per_gpu_hour=t.price_usd_per_gpu_hour, price_source=t.price_source,
+        cost_usd=t.cost_usd, energy_kwh=t.energy_kwh, co2_kg=t.co2_kg,
+        device_power_w=float(device_power_w(profile.tdp_w, DEFAULT_TRAINING_UTILIZATION,
+                                            getattr(profile, "idle_w", None))),
+        host_w_per_device=DEFAULT_HOST_W_PER_DEVICE, pue=DEFAULT_PUE,
+        grid_kg_co2_per_kwh=DEFAULT_GRID_KG_CO2_PER_KWH, notes=list(t.notes),
+    )

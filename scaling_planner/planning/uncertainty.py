@@ -1,0 +1,113 @@
+"""What the spread of the law's parameters does to the plan: percentile bands over the law's
+bootstrap draws (a law fitted with ``--bootstrap`` carries ``samples``; a preset may not).
+
+For each draw k of (E, A, B, α, β): the loss the planned N, D reach, L_k(N, D) (Hoffmann Eq. 2,
+the model's ``loss_band``); the compute-optimal N_k(C), D_k(C) at the plan's compute (Hoffmann
+Eq. 4); for a target loss L, the compute C_k(L) each draw needs (Besiroglu 2024 closed form), the
+share of draws with L_k(N, D) <= L and with C_k(L) <= C, and the plan's wall-clock, GPU-hours
+and cost scaled by C_k(L)/C at the plan's layout, GPU count and MFU (first order, not
+re-simulated). Under a unique-token cap only the loss band is computed, with Muennighoff's
+L(N, D, U) per draw.
+
+numpy loads inside the functions (the package's rule; the law has loaded it already).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Band(BaseModel):
+    """Percentiles over the law's parameter draws."""
+
+    p10: float
+    p50: float
+    p90: float
+
+
+class Uncertainty(BaseModel):
+    """What the spread of the law's parameters does to the plan."""
+
+    draws: int
+    compute_flops: Band | None = Field(None, description="compute each draw needs to reach the target")
+    wall_clock_days: Band | None = Field(
+        None, description="wall-clock scaled with each draw's compute at the plan's layout, GPUs and MFU")
+    gpu_hours: Band | None = None
+    cost_usd: Band | None = Field(None, description="cost scaled with each draw's compute at fixed layout and MFU")
+    optimal_params: Band
+    optimal_tokens: Band
+    probability_target_met: float | None = Field(
+        None, description="share of draws under which the planned N, D reach the target loss"
+    )
+    probability_within_budget: float | None = Field(
+        None, description="share of draws whose compute-optimal model reaches the target within the planned compute"
+    )
+    scaling_note: str = ""
+
+
+def percentiles(v, qs):
+    """numpy's default ("linear") percentiles of a 1-D array, by one sort: the value at rank
+    q/100·(n − 1), interpolated between neighbours. ``np.percentile`` gives the same numbers but
+    imports ``numpy.ma`` on first use (~10 ms of ``planner recommend``'s start-up)."""
+    import numpy as np
+
+    v = np.sort(v)
+    pos = np.asarray(qs, dtype=float) / 100.0 * (v.size - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, v.size - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def band(values) -> Band:
+    """p10, p50, p90 of the finite ``values`` (inf when none is finite)."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    p10, p50, p90 = percentiles(v, [10, 50, 90]) if v.size else (np.inf, np.inf, np.inf)
+    return Band(p10=float(p10), p50=float(p50), p90=float(p90))
+
+
+def has_draws(law) -> bool:
+    """Whether the law carries the two or more parameter draws a band needs."""
+    return law.samples is not None and len(law.samples) >= 2
+
+
+def loss_band(law, dc, N: float, D: float) -> Band | None:
+    """L(N, D) over the law's draws (L(N, D, U) under the unique-token cap ``dc``); None without draws."""
+    from ..laws.chinchilla import loss
+
+    if not has_draws(law):
+        return None
+    return band(dc.loss_draws(N, D) if dc is not None else loss(law.draws(), N, D))
+
+
+def uncertainty_for(law, dc, objective: str, target_loss: float | None, C: float, N: float, D: float,
+                    training) -> tuple[Uncertainty | None, list[str]]:
+    """The plan's :class:`Uncertainty` (module docstring) and its notes; None with a note under the
+    unique-token cap or for a law without draws."""
+    import numpy as np
+
+    from ..laws.chinchilla import compute_for_loss, loss, optimal_params, optimal_tokens
+
+    if dc is not None:
+        return None, ["data-constrained: the bands of compute and allocation over the law's draws are not computed "
+                      "under the unique-token cap" + (" (the loss band is)" if has_draws(law) else "")]
+    if not has_draws(law):
+        return None, [f"law {law.name!r} carries no parameter draws: no uncertainty band"]
+    draws = law.draws()
+    u = dict(draws=len(law.samples), optimal_params=band(optimal_params(draws, C)),
+             optimal_tokens=band(optimal_tokens(draws, C)))
+    if objective == "target_loss":
+        c_draws = np.asarray(compute_for_loss(draws, target_loss), dtype=float)
+        u["compute_flops"] = band(c_draws)
+        u["probability_target_met"] = float(np.mean(loss(draws, N, D) <= target_loss))
+        u["probability_within_budget"] = float(np.mean(c_draws <= C))
+        if training is not None:
+            ratio = c_draws / C
+            u["wall_clock_days"] = band(training.wall_clock_days * ratio)
+            u["gpu_hours"] = band(training.gpu_hours * ratio)
+            u["cost_usd"] = band(training.cost_usd * ratio)
+            u["scaling_note"] = ("wall-clock, GPU-hours and cost scale with each draw's compute at the plan's "
+                                 "layout, GPU count and MFU (a first-order band, not re-simulated)")
+    return Uncertainty(**u), []

@@ -31,7 +31,7 @@ def register(sub) -> None:
             "Train an isoFLOP ladder of small byte-level GPTs (Ray tasks, one per rung) on one corpus, fit "
             "L = E + A/N^alpha + B/D^beta with bootstrap intervals (N non-embedding params, D tokens, C = 6ND), "
             "train the runs the fit suggests to narrow its prediction, predict the largest (held-out) rung with a "
-            "90%% interval before training it, then train it and report the error; recommend for a target. "
+            "90% interval before training it, then train it and report the error; recommend for a target. "
             "Results as they finish: DIR/runs.csv (planner fit reads it), DIR/runs/*.json, DIR/sweep.json, "
             "DIR/fit.png, DIR/heldout.png. An interrupted sweep continues with --resume."),
     )

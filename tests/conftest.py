@@ -22,6 +22,22 @@ SHARED = REPO.parent / "shared"
 CHINCHILLA_RUNS = SHARED / "data" / "chinchilla_hoffmann_runs.csv"
 
 
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """``planner ARGV`` in-process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from scaling_planner.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(argv))
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
 @pytest.fixture(scope="session")
 def chinchilla_runs_path() -> Path:
     if not CHINCHILLA_RUNS.exists():

@@ -1,14 +1,12 @@
 """Plans from the calibration history: the measured MFU and matmul rate change the plan, and the plan
 names the records it used (issue 6); a missing or unusable history is said, never fatal."""
 
-import contextlib
-import io
 import json
 
 import pytest
+from conftest import run_cli as run
 
 from scaling_planner import calibration as cal
-from scaling_planner.cli import main
 from scaling_planner.errors import InputError
 from scaling_planner.laws.presets import get_law
 from scaling_planner.measurement import MfuReport
@@ -18,14 +16,6 @@ LAW = get_law("besiroglu2024")
 ASK = dict(budget_flops=1e22, gpus=64, gpu="h100-sxm", alternatives=False)
 
 
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def training(mfu, profile="h100-sxm", dtype="bf16", **kw):

@@ -1,26 +1,14 @@
 """``planner recommend``: the JSON contract, the acceptance checks, --explain re-done by hand, exit codes."""
 
-import contextlib
-import io
 import json
 import re
 
 import pytest
+from conftest import run_cli as run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaling_planner.cli import main
 from scaling_planner.laws.presets import get_law
-
-
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_json_contract_fields():

@@ -1,8 +1,6 @@
 """``planner plot``: valid, non-trivial PNGs of the frontier, isoFLOP curves and costs; what the figures
 draw is the plan's numbers; a bad --out or a missing matplotlib is one line and exit 2."""
 
-import contextlib
-import io
 import json
 import os
 import sys
@@ -10,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli as run
 
 from scaling_planner import report
-from scaling_planner.cli import main
 from scaling_planner.laws.chinchilla import frontier_loss, isoflop_loss
 from scaling_planner.laws.presets import get_law
 from scaling_planner.planner import recommend
@@ -21,14 +19,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LAW = get_law("besiroglu2024")
 
 
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(argv))
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def _check_png(path):

@@ -76,7 +76,8 @@ def measure_with_ray_tasks(quick: bool = True, dtypes: list[str] | None = None):
                                             resources=dict(n.get("Resources", {}))) for n in nodes}
     missing = []
     for n, fut in futures:
-        state = fut.wait() or fut.state
+        fut.wait()
+        state = fut.state
         if state.is_completed():
             by_node[n["NodeID"]].devices.append(DeviceMeasurement(**fut.result()))
         else:

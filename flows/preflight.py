@@ -14,6 +14,7 @@ and Prefect's embedded server; nothing is fetched from the network.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections import Counter
 
@@ -135,7 +136,7 @@ def preflight(request: PreflightRequest | None = None) -> PreflightResult:
     logger = get_run_logger()
     notes: list[str] = []
     needs_ray = req.measure or req.size_job
-    with ray_session(req.ray_address) if needs_ray else _NoSession():
+    with ray_session(req.ray_address) if needs_ray else contextlib.nullcontext():
         measurement = None
         if req.measure:
             measurement = tasks.measure_cluster(req.ray_address, quick=req.quick_probes, save=req.save_measurement,
@@ -168,7 +169,7 @@ def preflight(request: PreflightRequest | None = None) -> PreflightResult:
             from scaling_planner.sizing import accelerator_type_for_profile
 
             profile = load_profile(gpu)
-            use_gpu = profile.kind != "cpu" if hasattr(profile, "kind") else gpu != "cpu"
+            use_gpu = profile.kind != "cpu"
             job = tasks.size_ray_job(workers, ray_address=req.ray_address, use_gpu=use_gpu,
                                      cpus_per_worker=req.cpus_per_worker,
                                      accelerator_type=accelerator_type_for_profile(profile) if use_gpu else None,
@@ -182,14 +183,6 @@ def preflight(request: PreflightRequest | None = None) -> PreflightResult:
     for line in summary_lines(result):
         logger.info(line)
     return result
-
-
-class _NoSession:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _measurement_summary(m) -> dict | None:

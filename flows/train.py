@@ -112,12 +112,13 @@ def record_mfu(report, profile: str, calibration_dir: str | None, details: dict)
 def device_peak(profile_name: str, dtype: str, use_gpu: bool, threads: int) -> tuple[float | None, str | None]:
     """Dense peak of one worker's device: a GPU's from its profile; a CPU worker's as its share of the box
     (the ``cpu`` profile describes the whole machine as one device)."""
+    from scaling_planner.errors import InputError
     from scaling_planner.planner import load_profile
 
     profile = load_profile(profile_name)
     try:
         peak = profile.peak_flops_per_s("bf16" if dtype == "bf16" else "fp32")
-    except Exception:  # a dtype the profile has no peak for: report throughput without MFU
+    except InputError:  # a dtype the profile has no peak for: report throughput without MFU
         return None, None
     if use_gpu:
         return peak, f"{profile.name} dense {dtype} peak"

@@ -19,11 +19,18 @@ def _days(days: float) -> str:
     return f"{days:.3g} days" if days >= 1 else f"{days * 24:.3g} h ({days * 24 * 60:.3g} min)"
 
 
+def _mfu_source(training) -> str:
+    """A plan's TrainingChoice says where its MFU came from; a simulation's TrainingEstimate carries it
+    in its efficiency provenance."""
+    if hasattr(training, "mfu_provenance"):
+        return training.mfu_provenance
+    return "measured" if training.efficiency.measured_mfu is not None else "simulated"
+
+
 def training_rows(training) -> list[tuple[str, str]]:
     """Rows common to a plan's TrainingChoice and a simulation's TrainingEstimate."""
     rows = [("GPUs", f"{training.gpus} x {training.gpu}"),
-            ("MFU", f"{training.mfu:.1%}" + (f" ({training.mfu_provenance})" if hasattr(training, "mfu_provenance")
-                                              else "")),
+            ("MFU", f"{training.mfu:.1%} ({_mfu_source(training)})"),
             ("step time", f"{training.step_time_s:.4g} s"),
             ("throughput", f"{format_si(training.tokens_per_s)} tokens/s"),
             ("wall-clock", _days(training.wall_clock_days)),

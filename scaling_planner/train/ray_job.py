@@ -93,13 +93,16 @@ def train_on_ray(config: GPTConfig, *, job: RayJobSize, tokens: int, batch_size:
 
 
 def _reason(exc: BaseException) -> str:
-    """The first informative line of a (possibly nested) Ray error."""
-    seen = []
-    e: BaseException | None = exc
-    while e is not None and len(seen) < 5:
-        seen.append(e)
-        e = e.__cause__ or getattr(e, "cause", None) if not isinstance(getattr(e, "cause", None), str) else None
-    for err in reversed(seen):
+    """The most specific informative line of a Ray error: Ray Train wraps the worker's failure in a
+    chain of causes (``__cause__`` or a ``cause`` attribute); the innermost line that says what died
+    or failed wins."""
+    chain: list[BaseException] = []
+    err: BaseException | None = exc
+    while err is not None and len(chain) < 5:
+        chain.append(err)
+        nxt = err.__cause__ or getattr(err, "cause", None)
+        err = nxt if isinstance(nxt, BaseException) else None
+    for err in reversed(chain):
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
         text = next((ln for ln in lines if "died" in ln.lower() or "error" in ln.lower()), lines[0] if lines else "")
         if text:

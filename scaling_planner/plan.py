@@ -57,8 +57,9 @@ class Layout(_Out):
 
 
 class TimeBreakdown(_Out):
-    """Seconds per optimizer step. ``total`` = compute + elementwise + recompute + tp + a2a + pp + bubble
-    + exposed dp + optimizer + embedding sync (``dp_comm_hidden`` is overlapped, not added)."""
+    """Seconds per optimizer step. ``total`` = compute + elementwise + recompute + tp + a2a + pp + gradient
+    accumulation + bubble + exposed dp + optimizer + embedding sync (``dp_comm_hidden`` is overlapped,
+    not added); ``grad_accumulation`` is non-zero only with DeepSpeed's pipeline engine."""
 
     total: float
     compute: float
@@ -67,6 +68,7 @@ class TimeBreakdown(_Out):
     tp_comm: float
     moe_all_to_all: float
     pp_comm: float
+    grad_accumulation: float
     bubble: float
     dp_comm: float
     dp_comm_hidden: float

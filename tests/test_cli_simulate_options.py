@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from conftest import run_cli
 
 from scaling_planner.cli import main
 
@@ -41,3 +42,26 @@ def test_bad_values_exit_2_in_one_line(capsys, flag):
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("engine", ["megatron", "deepspeed"])
+def test_pipeline_engine_flag_and_breakdown_adds_up(engine):
+    """``--pipeline-engine`` reaches the simulator, and the time breakdown's parts sum to the step
+    time (``dp_comm_hidden`` is overlapped, not added) for both engines."""
+    code, out, err = run_cli("simulate", "--arch", "megatron-530b", "--tokens", "270e9", "--gpu", "a100-sxm-80gb",
+                             "--gpus", "2240", "--global-batch", "1920", "--no-flash-attention",
+                             "--pipeline-engine", engine, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    tb = doc["training"]["time_breakdown_s"]
+    parts = sum(v for k, v in tb.items() if k not in ("total", "dp_comm_hidden"))
+    assert parts == pytest.approx(tb["total"], rel=1e-9)
+    deepspeed_note = any("DeepSpeed engine" in n for n in doc["training"]["notes"])
+    assert deepspeed_note == (engine == "deepspeed")
+    assert (tb["grad_accumulation"] > 0) == (engine == "deepspeed" and doc["training"]["layout"]["pp"] > 1)
+
+
+def test_pipeline_engine_rejects_unknown_name():
+    code, _, err = run_cli("simulate", "--params", "7e9", "--tokens", "1e11", "--gpu", "h100-sxm", "--gpus", "8",
+                           "--pipeline-engine", "gpipe")
+    assert code == 2 and "pipeline-engine" in err and "Traceback" not in err

@@ -42,6 +42,10 @@ def register(subparsers) -> None:
     parser.add_argument("--dp-overlap", type=float, default=None, metavar="FRACTION",
                         help="share of the DP gradient reduction hidden behind backward (default 0.8)")
     parser.add_argument("--no-flash-attention", action="store_true", help="model an unfused attention core")
+    parser.add_argument("--pipeline-engine", choices=("megatron", "deepspeed"), default="megatron",
+                        help="pipeline runtime: megatron (1F1B, optionally interleaved, fused p2p and gradient "
+                             "accumulation; default) or deepspeed (DeepSpeed's PipelineEngine: plain 1F1B, blocking "
+                             "p2p, whole gradients between stages, no overlap of the DP reduction)")
     parser.add_argument("--pue", type=positive("pue"), help="data-centre PUE (default 1.2, BLOOM's Jean Zay)")
     parser.add_argument("--grid-co2", type=positive("grid-co2"), metavar="KG_PER_KWH",
                         help="grid carbon intensity in kg CO2 per kWh (default 0.429, US average)")
@@ -95,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, price_usd_per_hour=args.price, measured_mfu=mfu,
         measured_matmul_flops_per_s=matmul,
         dp_overlap=overlap, flash_attention=not args.no_flash_attention, top=args.top,
+        pipeline_engine=args.pipeline_engine,
         energy_options={k: v for k, v in (("pue", args.pue), ("grid_kg_co2_per_kwh", args.grid_co2))
                         if v is not None},
         reliability_options={k: v for k, v in (

@@ -124,10 +124,9 @@ def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
         shape = shape_for_params(params, **({"seq_len": seq_len} if seq_len else {}))
     result = _simulate(shape, tokens, profile, gpus, params=params,
                        global_batch=global_batch, precision=precision, price_usd_per_hour=price_usd_per_hour,
-                       measured_mfu=use.mfu if use else None,
-                       measured_matmul_flops_per_s=use.matmul_flops_per_s if use else None, top=0)
+                       **(use.simulator_inputs() if use else {}), top=0)
     if use:
-        result.training.notes.extend([f"calibration: used {line}" for line in use.used] + use.notes)
+        result.training.notes.extend(use.plan_notes())
     _artifact_markdown("training-estimate", report_md.simulation_markdown(result), "the simulated training run")
     return result
 

@@ -86,18 +86,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("calibration-dir", "only read with --calibrated")
     mfu = args.measured_mfu
     matmul = None if args.measured_tflops is None else args.measured_tflops * 1e12
+    measured = {"measured_mfu": mfu, "measured_matmul_flops_per_s": matmul}
     use = None
     if args.calibrated:
         from ..planning.calibration import resolve
 
         use = resolve("latest", args.calibration_dir, profile.name, args.precision, explicit_mfu=mfu,
                       explicit_matmul_flops_per_s=matmul)
-        mfu = mfu if mfu is not None else use.mfu
-        matmul = matmul if matmul is not None else use.matmul_flops_per_s
+        measured = use.simulator_inputs(mfu, matmul)
     result = simulate_training(
         arch, args.tokens, profile, args.gpus, params=args.params, global_batch=args.global_batch,
-        precision=args.precision, price_usd_per_hour=args.price, measured_mfu=mfu,
-        measured_matmul_flops_per_s=matmul,
+        precision=args.precision, price_usd_per_hour=args.price, **measured,
         dp_overlap=overlap, flash_attention=not args.no_flash_attention, top=args.top,
         pipeline_engine=args.pipeline_engine,
         energy_options={k: v for k, v in (("pue", args.pue), ("grid_kg_co2_per_kwh", args.grid_co2))
@@ -115,10 +114,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _print(result)
     if use is not None:
-        for line in use.used:
-            print(f"  calibration: used {line}")
-        for line in use.notes:
-            print(f"  calibration: {line}")
+        for line in use.plan_notes():
+            print(f"  {line}")
     return 0
 
 

@@ -41,6 +41,17 @@ class CalibrationUse(BaseModel):
     used: list[str] = Field(default_factory=list, description="one line per record used (record.describe())")
     notes: list[str] = Field(default_factory=list, description="records left out and why; nothing found")
 
+    def simulator_inputs(self, mfu: float | None = None, matmul_flops_per_s: float | None = None) -> dict:
+        """``measured_mfu`` and ``measured_matmul_flops_per_s`` for the training simulator: an explicit
+        value (``mfu``, ``matmul_flops_per_s``) wins over the calibrated one."""
+        return {"measured_mfu": self.mfu if mfu is None else mfu,
+                "measured_matmul_flops_per_s": self.matmul_flops_per_s if matmul_flops_per_s is None
+                else matmul_flops_per_s}
+
+    def plan_notes(self) -> list[str]:
+        """One line per record used, then what was left out and why, each prefixed ``calibration:``."""
+        return [f"calibration: used {line}" for line in self.used] + [f"calibration: {n}" for n in self.notes]
+
 
 def _records(calibration, calibration_dir, profile_name: str):
     """(requested, directory, records for the profile, problems) for any accepted ``calibration``."""

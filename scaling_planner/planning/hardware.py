@@ -69,7 +69,6 @@ def resolve_hardware(request) -> Hardware:
     if request.calibration is None:
         return Hardware(profile, Simulator(profile, request.price_usd_per_hour, request.mfu, PRECISION), None, [])
     use = resolve(request.calibration, request.calibration_dir, profile.name, PRECISION, explicit_mfu=request.mfu)
-    sim_mfu = request.mfu if request.mfu is not None else use.mfu
-    notes = [f"calibration: used {line}" for line in use.used] + [f"calibration: {n}" for n in use.notes]
-    return Hardware(profile, Simulator(profile, request.price_usd_per_hour, sim_mfu, PRECISION,
-                                       use.matmul_flops_per_s), use, notes)
+    measured = use.simulator_inputs(mfu=request.mfu)
+    return Hardware(profile, Simulator(profile, request.price_usd_per_hour, measured["measured_mfu"], PRECISION,
+                                       measured["measured_matmul_flops_per_s"]), use, use.plan_notes())

@@ -14,7 +14,6 @@ prints. ``python flows/measure.py`` runs it on a local Ray instance.
 
 from __future__ import annotations
 
-import os
 import sys
 
 try:  # imported as flows.<name>, or run as `python flows/<name>.py` (the script's folder on sys.path)
@@ -32,10 +31,11 @@ RAY_INIT_KWARGS = {"include_dashboard": False, "logging_level": "ERROR", "log_to
 
 @task(name="probe-device", retries=1, retry_delay_seconds=1, timeout_seconds=300, cache_policy=NO_CACHE)
 def probe_device_task(kind: str, quick: bool = True, dtypes: list[str] | None = None) -> dict:
-    """Runs on a Ray worker: the probes of this node's CPU or of the GPU Ray gave this task."""
+    """Runs on a Ray worker: the probes of this node's CPU or of the GPU Ray gave this task
+    (:func:`scaling_planner.measure.cluster.probe_device`'s answer: the device and what the task saw)."""
     from scaling_planner.measure.cluster import probe_device
 
-    return probe_device({"kind": kind, "quick": quick, "dtypes": dtypes})["device"]
+    return probe_device({"kind": kind, "quick": quick, "dtypes": dtypes})
 
 
 def ray_task_runner(address: str | None = None, init_kwargs: dict | None = None):
@@ -46,7 +46,8 @@ def ray_task_runner(address: str | None = None, init_kwargs: dict | None = None)
 
 @flow(name="measure-cluster-ray-tasks", log_prints=True)
 def measure_with_ray_tasks(quick: bool = True, dtypes: list[str] | None = None):
-    """Probe every node as Prefect tasks on Ray; a ClusterMeasurement (partial when a task failed)."""
+    """Probe every node as Prefect tasks on Ray; a ClusterMeasurement (partial when a task failed),
+    assembled by the same :func:`~scaling_planner.measure.cluster.assemble` as ``planner measure``."""
     import time
     from datetime import UTC, datetime
 
@@ -54,43 +55,45 @@ def measure_with_ray_tasks(quick: bool = True, dtypes: list[str] | None = None):
     from prefect_ray.context import remote_options
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from scaling_planner.measure.cluster import cluster_totals, find_stragglers
-    from scaling_planner.measurement import ClusterMeasurement, DeviceMeasurement, NodeMeasurement
+    from scaling_planner.measure.cluster import (
+        DEFAULT_STRAGGLER_MARGIN,
+        assemble,
+        node_model,
+        unreported_device,
+    )
+    from scaling_planner.measurement import DeviceMeasurement
 
     t0 = time.perf_counter()
+    measured_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     logger = get_run_logger()
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = {n["NodeID"]: node_model(n) for n in ray.nodes()}
     futures = []
-    for n in nodes:
-        res = n.get("Resources", {})
-        affinity = NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False)
-        if res.get("GPU", 0) >= 1:
-            for _ in range(int(res["GPU"])):
+    for node in nodes.values():
+        if not node.alive:
+            continue
+        affinity = NodeAffinitySchedulingStrategy(node_id=node.node_id, soft=False)
+        if node.resources.get("GPU", 0) >= 1:
+            for index in range(int(node.resources["GPU"])):
                 with remote_options(num_gpus=1, num_cpus=0, scheduling_strategy=affinity):
-                    futures.append((n, probe_device_task.submit("gpu", quick, dtypes)))
-        elif res.get("CPU", 0) >= 1:
+                    futures.append((node, "gpu", index, probe_device_task.submit("gpu", quick, dtypes)))
+        elif node.resources.get("CPU", 0) >= 1:
             with remote_options(num_cpus=1, scheduling_strategy=affinity):
-                futures.append((n, probe_device_task.submit("cpu", quick, dtypes)))
-    by_node = {n["NodeID"]: NodeMeasurement(node_id=n["NodeID"], address=n.get("NodeManagerAddress"),
-                                            hostname=n.get("NodeManagerHostname"), alive=True,
-                                            resources=dict(n.get("Resources", {}))) for n in nodes}
-    missing = []
-    for n, fut in futures:
+                futures.append((node, "cpu", 0, probe_device_task.submit("cpu", quick, dtypes)))
+    results = []
+    for node, kind, index, fut in futures:
         fut.wait()
         state = fut.state
         if state.is_completed():
-            by_node[n["NodeID"]].devices.append(DeviceMeasurement(**fut.result()))
+            out = fut.result()
+            info = {k: v for k, v in out.items() if k != "device"}
+            results.append((node.node_id, kind, DeviceMeasurement.model_validate(out["device"]), info))
         else:
-            missing.append(f"node {n['NodeID'][:8]}: {state.message}")
-    devices = [d for node in by_node.values() for d in node.devices]
-    missing += [f"{d.node_id[:8]}/{d.device}: {d.status} ({d.error})" for d in devices if d.status != "ok"]
-    gpu_slots = sum(int(n.get("Resources", {}).get("GPU", 0)) for n in nodes)
-    m = ClusterMeasurement(
-        measured_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), ray_address=None,
-        elapsed_s=time.perf_counter() - t0, partial=bool(missing), nodes=list(by_node.values()),
-        totals=cluster_totals(list(by_node.values()), gpu_slots), stragglers=find_stragglers(devices, 0.10),
-        straggler_margin=0.10, missing=missing, load_average=list(os.getloadavg()),
-        notes=["probes ran as Prefect tasks on Ray (RayTaskRunner)"])
+            error = f"task run {state.name}: {state.message}"
+            results.append((node.node_id, kind, unreported_device(node, kind, index, "failed", error), {}))
+    gpu_slots = sum(int(n.resources.get("GPU", 0)) for n in nodes.values() if n.alive)
+    m = assemble(nodes, results, set(), gpu_slots, ["probes ran as Prefect tasks on Ray (RayTaskRunner)"],
+                 measured_at=measured_at, ray_address=None, elapsed_s=time.perf_counter() - t0,
+                 straggler_margin=DEFAULT_STRAGGLER_MARGIN)
     for dtype, rate in m.totals.achieved_flops_per_s.items():
         logger.info(f"{dtype}: {rate / 1e9:.3g} GFLOP/s over {m.totals.devices_ok} device(s)")
     return m

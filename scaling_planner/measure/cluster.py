@@ -197,7 +197,8 @@ def _short(node_id: str) -> str:
     return node_id[:8]
 
 
-def _node_model(node: dict) -> NodeMeasurement:
+def node_model(node: dict) -> NodeMeasurement:
+    """A ``ray.nodes()`` entry as a NodeMeasurement (no devices yet; a dead node says why)."""
     resources = {k: float(v) for k, v in (node.get("Resources") or {}).items()
                  if isinstance(v, int | float) and math.isfinite(v)}
     alive = bool(node.get("Alive", node.get("alive", False)))
@@ -248,10 +249,16 @@ def _submit(ray: Any, work: list[_Work], nodes: dict[str, NodeMeasurement], requ
 
 # ---- collecting -----------------------------------------------------------------------------------------
 
+def unreported_device(node: NodeMeasurement, kind: str, index: int, status: str, error: str) -> DeviceMeasurement:
+    """The record of a device whose probe task did not report (``status`` failed/timeout, ``error`` why):
+    the node's identity and the slot, no probes."""
+    return DeviceMeasurement(node_id=node.node_id, hostname=node.hostname, status=status, error=error,
+                             device="cpu" if kind == "cpu" else f"cuda:{index}",
+                             profile="cpu" if kind == "cpu" else None)
+
+
 def _placeholder(w: _Work, node: NodeMeasurement, status: str, error: str) -> DeviceMeasurement:
-    return DeviceMeasurement(node_id=w.node_id, hostname=node.hostname, status=status, error=error,
-                             device="cpu" if w.kind == "cpu" else f"cuda:{w.index}",
-                             profile="cpu" if w.kind == "cpu" else None)
+    return unreported_device(node, w.kind, w.index, status, error)
 
 
 def _ray_reason(exc: BaseException) -> str:
@@ -447,7 +454,7 @@ def measure_cluster(*, ray_address: str | None = None, dtypes: Sequence[str] | N
             notes.append(f"{'connected to' if ray_address else 'started'} Ray in {connect_s:.1f} s")
         elif ray_address:
             notes.append(f"used this process's Ray session; ray_address {ray_address!r} was not used")
-        nodes = {n["NodeID"]: _node_model(n) for n in ray.nodes()}
+        nodes = {n["NodeID"]: node_model(n) for n in ray.nodes()}
         if not any(n.alive for n in nodes.values()):
             raise MeasurementError("Ray reports no alive node")
         for n in nodes.values():
@@ -468,8 +475,9 @@ def measure_cluster(*, ray_address: str | None = None, dtypes: Sequence[str] | N
     if alive_now is not None:
         died |= {i for i, n in nodes.items() if n.alive and i not in alive_now}
     _name_unreported_slots(work)
-    return _assemble(nodes, work, died, gpu_slots, notes, measured_at=measured_at, ray_address=ray_address,
-                     elapsed_s=time.perf_counter() - t0, straggler_margin=straggler_margin)
+    return assemble(nodes, [(w.node_id, w.kind, w.result, w.info) for w in work], died, gpu_slots, notes,
+                    measured_at=measured_at, ray_address=ray_address, elapsed_s=time.perf_counter() - t0,
+                    straggler_margin=straggler_margin)
 
 
 def _release(ray: Any, work: list[_Work]) -> None:
@@ -481,16 +489,20 @@ def _release(ray: Any, work: list[_Work]) -> None:
                 remove_placement_group(w.pg)
 
 
-def _assemble(nodes: dict[str, NodeMeasurement], work: list[_Work], died: set[str], gpu_slots: int,
-              notes: list[str], **fields: Any) -> ClusterMeasurement:
+def assemble(nodes: dict[str, NodeMeasurement], results: Sequence[tuple[str, str, DeviceMeasurement, dict]],
+             died: set[str], gpu_slots: int, notes: list[str], **fields: Any) -> ClusterMeasurement:
+    """The ClusterMeasurement of ``nodes`` (:func:`node_model`) from one ``(node_id, kind, device,
+    info)`` per probe task (``info``: the rest of :func:`probe_device`'s answer, empty when the task
+    did not report), whichever runner ran the tasks. ``died``: nodes lost during the measurement;
+    ``fields``: measured_at, ray_address, elapsed_s, straggler_margin."""
     devices: dict[str, list[DeviceMeasurement]] = {}
     missing = []
-    for w in work:
-        devices.setdefault(w.node_id, []).append(w.result)
-        if w.result.status != "ok":
-            missing.append(f"node {_short(w.node_id)} {w.result.device}: {w.result.status}: {w.result.error}")
-        if w.kind == "cpu" and w.info.get("nvml_gpus"):
-            notes.append(f"node {_short(w.node_id)}: NVML sees {w.info['nvml_gpus']} GPU(s) but Ray offers no GPU "
+    for node_id, kind, device, info in results:
+        devices.setdefault(node_id, []).append(device)
+        if device.status != "ok":
+            missing.append(f"node {_short(node_id)} {device.device}: {device.status}: {device.error}")
+        if kind == "cpu" and info.get("nvml_gpus"):
+            notes.append(f"node {_short(node_id)}: NVML sees {info['nvml_gpus']} GPU(s) but Ray offers no GPU "
                          "slot there (start the node with --num-gpus); measured its CPU")
     out_nodes = []
     for node_id, node in nodes.items():

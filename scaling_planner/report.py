@@ -11,6 +11,10 @@ so importing this module costs nothing; without it :func:`write_plots` raises on
   Fig. 3 / Approach 2), each curve's minimum (Eq. 4's N_opt) marked.
 * **Costs**: training cost of each alternative, stacked with its serving (or assumed-MFU inference)
   cost over the stated lifetime demand when one is given.
+* **MoE** (only when the plan has a MoE section): Krajewski 2024's compute-optimal loss of the
+  plan's experts/top-k (Eq. 9-10, E and G fixed) against their dense row (Table 1) over compute,
+  the plan's budget marked and the dense compute for the MoE's loss. Both curves are the paper's
+  C4 setup, so they are drawn on their own axes, not on the frontier of the plan's law.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ ALT_MARKERS = {"compute-optimal": "*", "over-trained 2x smaller": "s", "over-tra
                "inference-optimal": "^", "chinchilla allocation (ignores the cap)": "v"}
 LOG_COST_RATIO = 20.0
 FILES = ("frontier.png", "isoflops.png", "costs.png")
+MOE_FILE = "moe.png"
+MOE_DECADES = 2.0  # the MoE figure spans C·10^-2 .. C·10^2
+MOE_POINTS = 41
 
 
 def _matplotlib():
@@ -275,9 +282,65 @@ def cost_figure(plan):
     return fig
 
 
+# -- (d) MoE against dense, in Krajewski 2024's setup ---------------------------------------------------
+
+def moe_curves(moe, grid):
+    """(dense L*(C), MoE L*(C)) over ``grid`` (FLOPs) for the plan's MoE section: Krajewski 2024's
+    dense row and their compute-optimal fine-grained MoE at the section's E and G."""
+    import numpy as np
+
+    from .laws import moe as moe_law
+    from .laws.chinchilla import frontier_loss
+
+    dense = frontier_loss(moe_law.dense_law(), grid)
+    mixture = np.array([moe_law.compute_optimal(float(c), expansion_rate=moe.expansion_rate,
+                                                granularities=[moe.granularity]).loss for c in grid])
+    return dense, mixture
+
+
+def moe_figure(plan):
+    """Loss vs compute of the plan's MoE and of the dense model, both Krajewski 2024 (module docstring)."""
+    import numpy as np
+
+    moe = plan.moe
+    Figure, _ = _matplotlib()
+    fig = Figure(figsize=FIGSIZE_IN, layout="constrained")
+    ax = fig.add_subplot()
+    C = moe.compute_flops
+    grid = np.logspace(math.log10(C) - MOE_DECADES, math.log10(C) + MOE_DECADES, MOE_POINTS)
+    dense, mixture = moe_curves(moe, grid)
+    ax.plot(grid, dense, color="C0", lw=2, label="dense, compute-optimal (Krajewski 2024 Table 1, dense row)")
+    ax.plot(grid, mixture, color="C3", lw=2,
+            label=f"MoE {moe.experts} experts top-{moe.top_k} (E = {moe.expansion_rate:g}, G = {moe.granularity:g}), "
+                  "compute-optimal")
+    ax.plot([C], [moe.loss], marker="*", ms=17, color="gold", mec="black", ls="none", zorder=5,
+            label=f"plan's budget: MoE N = {_si(moe.params_non_embedding)} total, "
+                  f"{_si(moe.active_params_non_embedding)} active, D = {_si(moe.tokens)}")
+    ax.plot([C], [moe.dense_loss], marker="o", ms=8, color="C0", mec="black", ls="none", zorder=5,
+            label=f"dense at the same budget: loss {moe.dense_loss:.3f}")
+    if moe.dense_compute_for_same_loss is not None:
+        ax.annotate("", xy=(moe.dense_compute_for_same_loss, moe.loss), xytext=(C, moe.loss),
+                    arrowprops={"arrowstyle": "->", "ls": "--", "color": "gray"})
+        ax.plot([moe.dense_compute_for_same_loss], [moe.loss], marker="o", ms=6, color="white", mec="C0",
+                ls="none", zorder=5,
+                label=f"dense needs {moe.compute_multiplier:.2g}x the compute for the MoE's loss")
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute (FLOPs; MoE: Krajewski's cost per token, dense: 6·N·D)")
+    ax.set_ylabel("predicted final loss (nats/token, Krajewski's C4 setup)")
+    ax.set_title(f"Mixture of experts against dense ({_subtitle(plan)})\n"
+                 "both curves from Krajewski et al. 2024 (arXiv:2402.07871); not the plan's law", fontsize=11)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
 def write_plots(plan, law, out) -> list[str]:
-    """Write frontier.png, isoflops.png and costs.png of ``plan`` into directory ``out``; their paths."""
+    """Write frontier.png, isoflops.png and costs.png of ``plan`` (and moe.png when it has a MoE
+    section) into directory ``out``; their paths."""
     _matplotlib()
     d = check_out_dir(out, create=True)
-    figs = (frontier_figure(plan, law), isoflop_figure(plan, law), cost_figure(plan))
-    return [str(_save(fig, d / name)) for fig, name in zip(figs, FILES, strict=True)]
+    figs = [(frontier_figure(plan, law), FILES[0]), (isoflop_figure(plan, law), FILES[1]),
+            (cost_figure(plan), FILES[2])]
+    if getattr(plan, "moe", None) is not None:
+        figs.append((moe_figure(plan), MOE_FILE))
+    return [str(_save(fig, d / name)) for fig, name in figs]

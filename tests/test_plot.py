@@ -187,3 +187,42 @@ def test_cost_bars_use_the_serving_fleets():
     assert [b.get_height() for b in top] == pytest.approx([a.serving_cost_usd for a in rows], rel=1e-9)
     assert any("serving" in t.get_text() for t in ax.get_legend().get_texts())
     assert "serving 1B tokens/day for 100 days" in ax.get_title()
+
+
+@pytest.fixture(scope="module")
+def moe_plan():
+    return recommend(LAW, target_loss=2.0, gpus=64, experts=64, top_k=2, alternatives=False)
+
+
+def test_moe_figure_draws_krajewski_curves_and_the_plan(moe_plan):
+    """moe.png: Krajewski 2024's dense row and compute-optimal MoE (the section's E and G) over
+    compute, the plan's budget starred at the section's loss, and the dense compute for that loss."""
+    from scaling_planner.laws import moe as moe_law
+
+    moe = moe_plan.moe
+    ax = report.moe_figure(moe_plan).axes[0]
+    dense, mixture = ax.lines[0], ax.lines[1]
+    x, y = dense.get_data()
+    assert np.allclose(y, frontier_loss(moe_law.dense_law(), x), rtol=1e-12)
+    assert x.min() < moe.compute_flops < x.max()
+    xm, ym = mixture.get_data()
+    i = int(np.argmin(abs(np.log(xm / moe.compute_flops))))
+    assert xm[i] == pytest.approx(moe.compute_flops, rel=1e-9)  # the grid is centred on the plan's budget
+    assert ym[i] == pytest.approx(moe.loss, rel=1e-6)
+    assert np.all(ym < y)  # at E = 32, G = 2 the MoE beats dense at every budget drawn
+    star = next(line for line in ax.lines if line.get_label().startswith("plan's budget"))
+    assert star.get_xdata()[0] == moe.compute_flops and star.get_ydata()[0] == moe.loss
+    same = next(line for line in ax.lines if line.get_label().startswith("dense needs"))
+    assert same.get_xdata()[0] == moe.dense_compute_for_same_loss
+    assert float(frontier_loss(moe_law.dense_law(), same.get_xdata()[0])) == pytest.approx(moe.loss, rel=1e-6)
+    assert f"{moe.compute_multiplier:.2g}x" in same.get_label()
+    assert "Krajewski" in ax.get_title() and "not the plan's law" in ax.get_title()
+
+
+def test_plot_writes_moe_png_only_with_experts(tmp_path):
+    code, stdout, err = run("plot", "--target-loss", "2.0", "--experts", "64", "--top-k", "2",
+                            "--out", str(tmp_path), "--json")
+    assert code == 0 and err == ""
+    files = json.loads(stdout)["files"]
+    assert [os.path.basename(p) for p in files] == ["frontier.png", "isoflops.png", "costs.png", "moe.png"]
+    _check_png(files[-1])

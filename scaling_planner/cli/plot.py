@@ -1,5 +1,5 @@
 """``planner plot``: the figures of a plan (loss-compute frontier, isoFLOP curves, cost of the
-alternatives) as PNG files. Takes the same objective flags as ``planner recommend``."""
+alternatives, and MoE against dense when the plan has experts) as PNG files. Takes the same objective flags as ``planner recommend``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ def register(sub) -> None:
         description="Plan as planner recommend does (same objective flags), then write frontier.png (compute-optimal "
         "loss vs FLOPs with the law's P10-P90 band, the plan and the alternatives), isoflops.png (loss vs model "
         "size at budgets around the plan's) and costs.png (training vs lifetime inference/serving cost of the "
-        "alternatives) into --out. Needs matplotlib (pip install 'scaling-planner[plot]').",
+        "alternatives) into --out; with --experts also moe.png (Krajewski 2024's MoE against dense over compute). "
+        "Needs matplotlib (pip install 'scaling-planner[plot]').",
     )
     add_plan_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNG files (created if missing)")

@@ -1,5 +1,6 @@
 """``planner plot``: the figures of a plan (loss-compute frontier, isoFLOP curves, cost of the
-alternatives, and MoE against dense when the plan has experts) as PNG files. Takes the same objective flags as ``planner recommend``."""
+alternatives, and MoE against dense when the plan has experts) as PNG files. Takes the same
+objective flags as ``planner recommend``."""
 
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ the same time moves every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from results_io import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_S = 0.3
@@ -103,10 +104,7 @@ def main() -> int:
         "load_average_1min": [load_before, load_after],
         "slowest_top_level_imports_s": dict(imports),
     }
-    path = ROOT / "benchmarks" / "results" / "cli_speed.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path.relative_to(ROOT)}")
+    write_result("cli_speed", out)
     return 0
 
 

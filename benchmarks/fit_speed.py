@@ -14,7 +14,6 @@ Prints the ratios and writes benchmarks/results/fit_speed.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_io import write_result
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
@@ -119,10 +119,7 @@ def main(argv=None) -> dict:
           f"(extrapolated from {args.sample} starts): {baseline_grid_s / grid_s:.0f}x")
     print(f"{args.replicates}-replicate bootstrap: ours {boot_s:.2f} s, published procedure ~{baseline_boot_s:.0f} s "
           f"(extrapolated from {args.sample} replicates): {baseline_boot_s / boot_s:.0f}x")
-    out = HERE / "results" / "fit_speed.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("fit_speed", result)
     return result
 
 

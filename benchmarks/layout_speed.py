@@ -13,12 +13,11 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import json  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from results_io import write_result  # noqa: E402
 
 from scaling_planner.hardware.profiles import get_profile  # noqa: E402
 from scaling_planner.simulate import efficiency as eff  # noqa: E402
@@ -83,10 +82,7 @@ def main() -> dict:
     print(f"ratio      : {vec_rate / loop_rate:,.0f}x")
     print(f"full search, Llama 3 405B on 16,384 H100 ({n:,d} candidates, plan included): {full_s * 1e3:.1f} ms "
           f"(grid evaluation alone {vec_small_s * 1e3:.1f} ms)")
-    path = Path(__file__).parent / "results" / "layout_speed.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result("layout_speed", out)
     return out
 
 

@@ -41,6 +41,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from results_io import write_result  # noqa: E402
 
 from scaling_planner.measure.probes import cpu_name, matmul_probe  # noqa: E402
 
@@ -192,10 +193,7 @@ def main(argv=None) -> dict:
     print(f"default CPU probe set (run_probes('cpu'), {len(default_set)} probes, fresh process, torch import "
           f"included): {default_set_s:.2f} s")
     print(f"load average before {load_before}, after {load_after}")
-    out = HERE / "results" / "measure_overhead.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_result("measure_overhead", result)
     return result
 
 

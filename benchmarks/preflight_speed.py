@@ -16,7 +16,6 @@ Prints the medians, the flow's own overhead (preflight - baseline) and the ratio
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -26,8 +25,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from results_io import write_result
+
 REPO = Path(__file__).resolve().parents[1]
-RESULT = REPO / "benchmarks" / "results" / "preflight_speed.json"
 
 BASELINE = """
 import os
@@ -79,13 +79,11 @@ def main() -> int:
     print(f"pre-flight own work (measure + plan + gate + size) = {overhead:.2f} s; "
           f"preflight / baseline = {ratio:.2f}x; target: whole pre-flight < 30 s -> "
           f"{'met' if med['preflight'] < 30 else 'NOT met'}")
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps({
+    write_result("preflight_speed", {
         "benchmark": "preflight_speed", "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "rounds": args.rounds, "seconds": runs, "median_s": med, "flow_overhead_s": overhead,
         "ratio_to_baseline": ratio, "target_s": 30.0, "target_met": med["preflight"] < 30,
-        "load_average": list(os.getloadavg()), "cpu_count": os.cpu_count()}, indent=2) + "\n")
-    print(f"wrote {RESULT.relative_to(REPO)}")
+        "load_average": list(os.getloadavg()), "cpu_count": os.cpu_count()})
     return 0
 
 

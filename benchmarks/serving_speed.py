@@ -15,12 +15,12 @@ Prints the ratios and writes benchmarks/results/serving_speed.json. Run:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
 import time
-from pathlib import Path
+
+from results_io import write_result
 
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.simulate import serving as sv
@@ -106,10 +106,7 @@ def main() -> int:
           f"(target <= 2 s); per-token loop {n_slow / t_slow:,.0f} req/s; ratio {sim['ratio_requests_per_s']:.0f}x")
     print(f"capacity search: {t_cap:.3f} s (target <= 1 s), max QPS {q_fast:.3f}; per-token loop {t_cap_slow:.1f} s "
           f"(max QPS {q_slow:.3f}); ratio {cap['ratio']:.0f}x")
-    path = Path(__file__).resolve().parent / "results" / "serving_speed.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result("serving_speed", out)
     return 0
 
 

@@ -13,14 +13,13 @@ Writes benchmarks/results/train_mfu_cpu.json. Run: ``.venv/bin/python benchmarks
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from results_io import write_result
 
 from scaling_planner.train import Corpus, config_for_params, train_gpt
 
@@ -65,9 +64,7 @@ def main() -> None:
         "flops_per_token": cfg.flops_per_token(), "flops_convention": res.mfu.flops_convention,
         "batch_size": batch, "steps": steps, "results": rows,
     }
-    path = Path(__file__).with_name("results") / "train_mfu_cpu.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result("train_mfu_cpu", out)
 
 
 if __name__ == "__main__":

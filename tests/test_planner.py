@@ -268,7 +268,10 @@ def test_data_constrained_on_a_law_without_decay_constants_borrows_and_says_so()
     assert p.data_constrained.R_N_star == 5.309743 and "borrowed" in p.data_constrained.decay_source
     assert any("approximation" in n for n in p.notes)
     assert p.model.loss_band is not None and p.model.loss_band.p10 < p.model.loss < p.model.loss_band.p90
-    assert p.uncertainty is None
+    u = p.uncertainty  # bands from Muennighoff's law per draw (tests/test_data_constrained_bands.py)
+    assert u.draws == 1000 and u.compute_flops is None  # a FLOP budget: no compute band
+    assert u.optimal_params.p10 < p.model.params < u.optimal_params.p90
+    assert any("1000 of the law's 4000 draws" in n for n in p.notes)
 
 
 def test_data_constrained_dollar_budget_is_spent():

@@ -27,10 +27,15 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InfeasibleError, InputError
-from .search import bisect_log
+from .search import bisect_log, bisect_log_each
 
 DECAY_LAW = "muennighoff2023-c4"
 BISECTION_STEPS = 80
+# the per-draw scans of the uncertainty bands: ±2 decades of N around Hoffmann's N_k
+DRAW_SCAN_LOW_DECADES, DRAW_SCAN_DECADES, DRAW_SCAN_POINTS = -2.0, 4.0, 161
+DRAW_FINE_POINTS, DRAW_BISECT_FINE_POINTS = 101, 25
+MAX_BAND_DRAWS = 1000
+DRAW_BISECT_STEPS = 16  # halvings of a decade in ln C: C_k to 4e-5
 NEAR_OPTIMAL_GRID = 4001  # points of the near-optimal scan over ±2 decades of N (0.1 % apart)
 
 
@@ -148,6 +153,91 @@ class DataConstrainedMode:
                 f"{self.optimum_loss(max_flops):.4f}. Add unique tokens or choose a target above that")
         return bisect_log(lambda c: self.optimum_loss(c) <= target_loss, math.log(max_flops),
                           math.log(min(lo, max_flops)), BISECTION_STEPS, 1e-10)
+
+    # -- the same over the law's parameter draws (the uncertainty bands) ---------------------------
+    def band_draws(self):
+        """The draws the bands under the cap use: all of the law's, or every k-th of them down to
+        ``MAX_BAND_DRAWS`` (each draw costs a scan per bisection step; the percentiles of 1,000
+        evenly thinned bootstrap draws sit within about one percentile rank of all 4,000's). A law of
+        K draws with (K,)-shaped parameters; the decay constants R_D*, R_N* stay the law's."""
+        from dataclasses import replace
+
+        d = self.law.draws()
+        every = max(1, -(-len(self.law.samples) // MAX_BAND_DRAWS))
+        return replace(d, E=d.E[::every], A=d.A[::every], B=d.B[::every], alpha=d.alpha[::every],
+                       beta=d.beta[::every], extra=self.law.extra)
+
+    def column_draws(self):
+        """:meth:`band_draws` as (K, 1) columns, so that one array op scans every draw against a grid."""
+        from dataclasses import replace
+
+        d = self.band_draws()
+        return replace(d, E=d.E[:, None], A=d.A[:, None], B=d.B[:, None], alpha=d.alpha[:, None],
+                       beta=d.beta[:, None])
+
+    def loss_band_draws(self, N: float, D: float):
+        """L(N, D, U) under each of :meth:`band_draws`."""
+        return self.loss(N, D, self.band_draws())
+
+    def allocate_draws(self, C, draws=None, fine_points: int = DRAW_FINE_POINTS):
+        """(N_k, D_k): each draw's minimum of L(N, D, U) on C_k = 6·N·D (``C`` a scalar or one value
+        per draw), Hoffmann's point where it fits in U as in :meth:`allocate`. A scan of
+        ``DRAW_SCAN_POINTS`` points over ±2 decades of N around each draw's Hoffmann N, refined by
+        ``fine_points`` points between the best point's neighbours: N to 0.1 % (0.4 % with the
+        bisection's coarser refinement)."""
+        import numpy as np
+
+        from ..laws import data_constrained as dcl
+        from ..laws.chinchilla import optimal_params, optimal_tokens
+
+        lw = self.column_draws() if draws is None else draws
+        C = np.broadcast_to(np.asarray(C, dtype=float).reshape(-1, 1), lw.E.shape)
+        n_chin, d_chin = optimal_params(lw, C), optimal_tokens(lw, C)
+        step = DRAW_SCAN_DECADES * math.log(10.0) / (DRAW_SCAN_POINTS - 1)
+        x = np.log(n_chin) + DRAW_SCAN_LOW_DECADES * math.log(10.0) + step * np.arange(DRAW_SCAN_POINTS)
+        best = np.take_along_axis(x, np.argmin(dcl.isoflop_loss(C, np.exp(x), self.U, lw), axis=1)[:, None], 1)
+        x = best + step * np.linspace(-1.0, 1.0, fine_points)
+        N = np.exp(np.take_along_axis(x, np.argmin(dcl.isoflop_loss(C, np.exp(x), self.U, lw), axis=1)[:, None], 1))
+        fits = d_chin <= self.U
+        N = np.where(fits, n_chin, N)[:, 0]
+        return N, C[:, 0] / (6.0 * N)
+
+    def compute_for_loss_draws(self, target_loss: float, max_flops: float):
+        """C_k: the least compute whose constrained optimum reaches ``target_loss`` under draw k, as
+        :meth:`compute_for_loss` does for the law (from the fresh-data C_k(L), a lower bound, by
+        bisection in log C); inf where draw k cannot reach it within ``max_flops`` (its floor is
+        above the target, or L ≤ E_k)."""
+        import numpy as np
+
+        from ..laws import data_constrained as dcl
+        from ..laws.chinchilla import compute_for_loss
+
+        lw = self.column_draws()
+        lo = np.asarray(compute_for_loss(self.band_draws(), target_loss), dtype=float)  # inf where L <= E_k
+        lo = np.where(np.isfinite(lo), np.minimum(lo, max_flops), np.inf)
+
+        def reaches(c):
+            n, d = self.allocate_draws(c, lw, DRAW_BISECT_FINE_POINTS)
+            return dcl.loss(n[:, None], d[:, None], self.U, lw)[:, 0] <= target_loss
+
+        finite = np.isfinite(lo)
+        c_lo = np.where(finite, lo, max_flops)
+        done = ~finite | reaches(c_lo)  # the cap does not bind at the fresh-data C_k(L), or unreachable
+        # bracket each boundary within a decade above C_k(L), then halve it in ln C
+        good = np.full(lo.shape, np.inf)
+        bad = c_lo.copy()
+        for _ in range(math.ceil(math.log10(max_flops / np.min(c_lo))) if not done.all() else 0):
+            trial = np.minimum(bad * 10.0, max_flops)
+            open_ = ~done & ~np.isfinite(good)
+            ok = open_ & reaches(np.where(open_, trial, c_lo))
+            good = np.where(ok, trial, good)
+            bad = np.where(open_ & ~ok, trial, bad)
+            if not (~done & ~np.isfinite(good) & (bad < max_flops)).any():
+                break
+        search = ~done & np.isfinite(good)
+        c = bisect_log_each(lambda x: reaches(np.where(search, x, c_lo)), np.log(np.where(search, good, c_lo)),
+                            np.log(np.where(search, bad, c_lo)), DRAW_BISECT_STEPS)
+        return np.where(finite & done, c_lo, np.where(search, c, np.inf))
 
     def tokens_for_loss_at_params(self, loss: float, N: float) -> float:
         """D with L(N, D, U) = ``loss`` at fixed N (bisection in log D; the loss falls with D since

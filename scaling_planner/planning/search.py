@@ -24,3 +24,18 @@ def bisect_log(passes, good_log: float, bad_log: float, steps: int, tol_log: flo
         if abs(good - bad) < tol_log:
             break
     return math.exp(good)
+
+
+def bisect_log_each(passes, good_log, bad_log, steps: int):
+    """:func:`bisect_log` for many independent boundaries at once: ``good_log`` and ``bad_log`` are
+    arrays (one bracket per element), ``passes`` maps an array of x to an array of booleans, and
+    every bracket is halved ``steps`` times in ln x. Returns x on each passing side."""
+    import numpy as np
+
+    good, bad = np.array(good_log, dtype=float), np.array(bad_log, dtype=float)
+    for _ in range(steps):
+        mid = 0.5 * (good + bad)
+        ok = np.asarray(passes(np.exp(mid)), dtype=bool)
+        good = np.where(ok, mid, good)
+        bad = np.where(ok, bad, mid)
+    return np.exp(good)

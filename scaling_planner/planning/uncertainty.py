@@ -6,8 +6,10 @@ the model's ``loss_band``); the compute-optimal N_k(C), D_k(C) at the plan's com
 Eq. 4); for a target loss L, the compute C_k(L) each draw needs (Besiroglu 2024 closed form), the
 share of draws with L_k(N, D) <= L and with C_k(L) <= C, and the plan's wall-clock, GPU-hours
 and cost scaled by C_k(L)/C at the plan's layout, GPU count and MFU (first order, not
-re-simulated). Under a unique-token cap only the loss band is computed, with Muennighoff's
-L(N, D, U) per draw.
+re-simulated). Under a unique-token cap the same bands come from Muennighoff 2023's L(N, D, U) per
+draw: each draw's constrained optimum at C (a scan, :meth:`DataConstrainedMode.allocate_draws`)
+and the least compute whose constrained optimum reaches the target (a bisection,
+:meth:`DataConstrainedMode.compute_for_loss_draws`), over up to 1,000 evenly thinned draws.
 
 numpy loads inside the functions (the package's rule; the law has loaded it already).
 """
@@ -84,24 +86,36 @@ def loss_band(law, dc, N: float, D: float) -> Band | None:
 
 def uncertainty_for(law, dc, objective: str, target_loss: float | None, C: float, N: float, D: float,
                     training) -> tuple[Uncertainty | None, list[str]]:
-    """The plan's :class:`Uncertainty` (module docstring) and its notes; None with a note under the
-    unique-token cap or for a law without draws."""
+    """The plan's :class:`Uncertainty` (module docstring) and its notes; None with a note for a law
+    without draws."""
     import numpy as np
 
     from ..laws.chinchilla import compute_for_loss, loss, optimal_params, optimal_tokens
+    from .compute import MAX_COMPUTE_FLOPS
 
-    if dc is not None:
-        return None, ["data-constrained: the bands of compute and allocation over the law's draws are not computed "
-                      "under the unique-token cap" + (" (the loss band is)" if has_draws(law) else "")]
     if not has_draws(law):
         return None, [f"law {law.name!r} carries no parameter draws: no uncertainty band"]
-    draws = law.draws()
-    u = dict(draws=len(law.samples), optimal_params=band(optimal_params(draws, C)),
-             optimal_tokens=band(optimal_tokens(draws, C)))
+    notes = []
+    if dc is None:
+        draws = law.draws()
+        k = len(law.samples)
+        n_draws, d_draws = optimal_params(draws, C), optimal_tokens(draws, C)
+    else:
+        k = len(dc.band_draws().E)
+        n_draws, d_draws = dc.allocate_draws(C)
+        if k < len(law.samples):
+            notes.append(f"data-constrained: the bands use {k} of the law's {len(law.samples)} draws (evenly "
+                         "thinned: each draw's allocation under the cap is a scan, its compute a bisection)")
+    u = dict(draws=k, optimal_params=band(n_draws), optimal_tokens=band(d_draws))
     if objective == "target_loss":
-        c_draws = np.asarray(compute_for_loss(draws, target_loss), dtype=float)
+        if dc is None:
+            c_draws = np.asarray(compute_for_loss(draws, target_loss), dtype=float)
+            reached = loss(draws, N, D) <= target_loss
+        else:
+            c_draws = dc.compute_for_loss_draws(target_loss, MAX_COMPUTE_FLOPS)
+            reached = dc.loss_band_draws(N, D) <= target_loss
         u["compute_flops"] = band(c_draws)
-        u["probability_target_met"] = float(np.mean(loss(draws, N, D) <= target_loss))
+        u["probability_target_met"] = float(np.mean(reached))
         u["probability_within_budget"] = float(np.mean(c_draws <= C))
         if training is not None:
             ratio = c_draws / C
@@ -110,4 +124,4 @@ def uncertainty_for(law, dc, objective: str, target_loss: float | None, C: float
             u["cost_usd"] = band(training.cost_usd * ratio)
             u["scaling_note"] = ("wall-clock, GPU-hours and cost scale with each draw's compute at the plan's "
                                  "layout, GPU count and MFU (a first-order band, not re-simulated)")
-    return Uncertainty(**u), []
+    return Uncertainty(**u), notes

@@ -200,3 +200,40 @@ def test_mtnlg_scaling_shape(a100):
     """The relative speed-up 2240 -> 3360 GPUs (1.35x measured) is predicted within 5 %."""
     times = [_mtnlg_s(a100, n) for n, _, _ in MTNLG]
     assert times[0] / times[2] == pytest.approx(60.1 / 44.4, rel=0.05)
+
+
+# vTrain (Bang et al., MICRO'24) ground truth, VIA-Research/vTrain data/ground_truth_multi.csv: Megatron-DeepSpeed
+# (PyTorch 2.0.1, 2023), GPT-3 175B (96 x 12288, 96 heads, s 2048), 512 A100, global batch 1536, activation
+# checkpointing on. Columns: TP, DP, PP, micro-batch, measured s/iteration. Their configs give 8 GPUs and
+# 800 Gb/s of InfiniBand per node (12.5 GB/s per GPU), not the A100's memory size: the 80 GB profile is used.
+VTRAIN_175B = [
+    (4, 8, 16, 2, 54.2559), (4, 8, 16, 3, 55.2360), (4, 4, 32, 2, 53.9096), (4, 4, 32, 2, 53.9379),
+    (4, 4, 32, 3, 56.2972), (2, 8, 32, 2, 57.4112), (4, 8, 16, 4, 57.7200), (8, 8, 8, 2, 55.1096),
+    (8, 8, 8, 3, 56.1765), (8, 4, 16, 2, 56.3158), (4, 4, 32, 4, 59.3332), (8, 8, 8, 4, 58.2403),
+    (8, 4, 16, 3, 55.6775), (8, 4, 16, 4, 57.5043), (8, 2, 32, 2, 58.5554), (8, 2, 32, 3, 57.3244),
+    (2, 8, 32, 3, 64.2963), (8, 4, 16, 6, 60.5192), (4, 4, 32, 6, 66.6325), (8, 2, 32, 4, 59.1475),
+    (8, 2, 32, 6, 62.6368),
+]
+
+
+def _vtrain_errors(engine):
+    rates = eff.DeviceRates(get_profile("a100-sxm-80gb"))
+    rates.inter_bytes_per_s = 12.5e9
+    arch = get_arch("megatron-175b")
+    errs = []
+    for t, d, p, b, measured in VTRAIN_175B:
+        st = step_time(arch, rates, s=2048, b=b, t=t, p=p, d=d, e=1, v=1, m=1536 // d // b, recompute=RECOMPUTE_FULL,
+                       zero=1, sp=False, dp_overlap=0.0, flash_attention=False, pipeline_engine=engine)
+        errs.append(float(st["total"]) / measured - 1)
+    return np.array(errs)
+
+
+def test_vtrain_megatron_deepspeed_175b_within_10pct():
+    """21 measured Megatron-DeepSpeed runs of 175B on 512 A100 (another cluster, another year, 2-8 x 8-32
+    layouts, micro-batch 2-6): the Megatron engine predicts each within 10 % (+0.3 to +7.2 %) and their
+    mean within 5 %. The 2021 DeepSpeed engine (whole gradients, unfused accumulation) is slower than
+    every one of them (+6.6 to +21.8 %): the MT-NLG shortfall above is not this stack's in general."""
+    errs = _vtrain_errors("megatron")
+    assert np.all(np.abs(errs) < 0.10)
+    assert abs(errs.mean()) < 0.05
+    assert np.all(_vtrain_errors("deepspeed") > errs)

@@ -174,8 +174,8 @@ def test_mtnlg_iteration_time_within_10pct(a100, n, measured):
       micro-batch (3 points) if MT-NLG's branch did the same -- unsourced for MT-NLG, not modelled;
     * a100-sxm-40gb instead of 80gb (slower HBM): -13/-14/-16 %, and the paper says 80 GB.
 
-    Independent evidence that the stack is not 20 % slower in general (2026-11-23, not a test: the
-    cluster is only partly documented): vTrain's published ground truth (Bang et al., MICRO'24,
+    Independent evidence that the stack is not 20 % slower in general (2026-11-23,
+    ``test_vtrain_megatron_deepspeed_175b_within_10pct`` below): vTrain's published ground truth (Bang et al., MICRO'24,
     VIA-Research/vTrain ``data/ground_truth_multi.csv``) has 21 measured Megatron-DeepSpeed runs of
     GPT-3 175B on 512 A100 (PyTorch 2.0.1, 2023; TP 2-8 x PP 8-32, micro-batch 2-6, batch 1536,
     53.9-66.6 s). With its stated 800 Gb/s per node, the Megatron engine predicts them +0.3 to +7.2 %

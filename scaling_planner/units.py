@@ -77,6 +77,7 @@ def format_si(value: float, unit: str = "", digits: int = 3) -> str:
     """Format with a decimal prefix: 7.0e10 -> '70.0 B' style for counts (K, M, B, T, P, E)."""
     if value == 0 or not math.isfinite(value):
         return f"{value:g}{(' ' + unit) if unit else ''}"
+    value = float(f"{value:.{digits}g}")  # 999,960 -> 1.00e6: '1M', not '1e+03K'
     for suffix, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(value) >= scale:
             return f"{value / scale:.{digits}g}{suffix}{(' ' + unit) if unit else ''}"

@@ -102,3 +102,36 @@ def test_recommend_under_the_cap_reports_compute_and_cost_bands():
     # repetition costs compute: the capped band sits above the fresh-data band at every percentile
     fresh = recommend(LAW, target_loss=2.0, gpus=128, alternatives=False).uncertainty.compute_flops
     assert u.compute_flops.p10 > fresh.p10 and u.compute_flops.p50 > fresh.p50 and u.compute_flops.p90 > fresh.p90
+
+
+def test_band_keeps_unreachable_draws_as_inf():
+    """A percentile that falls among draws that cannot reach the target is inf, not the band of the
+    reachable draws only; below them it is numpy's linear percentile of the whole sample."""
+    from scaling_planner.planning.uncertainty import band
+
+    v = np.concatenate([np.arange(1.0, 81.0), np.full(20, np.inf)])  # 80 reachable, 20 not
+    b = band(v, unreachable_is_inf=True)
+    big = np.where(np.isfinite(v), v, 1e300)
+    assert b.p10 == pytest.approx(np.percentile(big, 10)) and b.p50 == pytest.approx(np.percentile(big, 50))
+    assert b.p90 == np.inf
+    assert band(v).p90 == pytest.approx(np.percentile(v[:80], 90))  # the default drops them
+    exact = np.concatenate([np.arange(1.0, 11.0), np.full(1, np.inf)])  # rank 9 of 10 exactly: finite
+    assert band(exact, unreachable_is_inf=True).p90 == 10.0
+
+
+def test_cli_target_near_the_floor_marks_unreachable_percentiles():
+    """Target 1.96 with 200B unique tokens: some draws' floors lie above it. The table says
+    'unreachable' and --json writes null for those percentiles (strict JSON, exit 0)."""
+    import json
+
+    from conftest import run_cli
+
+    code, out, err = run_cli("recommend", "--target-loss", "1.96", "--unique-tokens", "2e11", "--json")
+    assert code == 0, err
+    u = json.loads(out)["uncertainty"]
+    assert u["compute_flops"]["p90"] is None and u["cost_usd"]["p90"] is None
+    assert u["compute_flops"]["p10"] > 0 and 0 < u["probability_within_budget"] < 1
+    code, out, err = run_cli("recommend", "--target-loss", "1.96", "--unique-tokens", "2e11")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "training compute" in line)
+    assert row.rstrip().endswith("unreachable")

@@ -54,6 +54,7 @@ def test_format():
     assert format_si(7.0e10) == "70B"
     assert format_si(1.4e12, "tokens") == "1.4T tokens"
     assert format_si(512) == "512"
+    assert format_si(999_960) == "1M" and format_usd(999_960) == "$1M"  # rounds up into the next prefix
     assert format_usd(1.23e6) == "$1.23M"
     assert format_usd(12.345) == "$12.35"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -63,11 +64,22 @@ def positive_int(field: str):
 
 
 def print_json(obj) -> None:
-    """One JSON object on stdout and nothing else (pydantic models, dicts, lists)."""
+    """One JSON object on stdout and nothing else (pydantic models, dicts, lists). Strict JSON: a
+    non-finite float (a percentile among draws that cannot reach the target) is written ``null``."""
     if hasattr(obj, "model_dump"):
         obj = obj.model_dump(mode="json")
-    json.dump(obj, sys.stdout, indent=2, allow_nan=False, default=_default)
+    json.dump(_finite_or_null(obj), sys.stdout, indent=2, allow_nan=False, default=_default)
     sys.stdout.write("\n")
+
+
+def _finite_or_null(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def _default(value):

@@ -3,6 +3,8 @@ what training it costs on real GPUs (the law picks N and D, the training simulat
 
 from __future__ import annotations
 
+import math
+
 from .common import positive, positive_int
 
 
@@ -184,18 +186,25 @@ def render(rec) -> str:
     from .common import table
 
     m, law = rec.model, rec.law
+
+    def span(b, fmt) -> str:
+        """'P10 .. P90' of a band; a percentile among draws that cannot reach the target reads 'unreachable'."""
+        if b is None:
+            return ""
+        return " .. ".join(fmt(x) if math.isfinite(x) else "unreachable" for x in (b.p10, b.p90))
+
     lines = [f"Compute-optimal plan for {_goal(rec)}, law {law.name} "
              f"(E={law.E:.4g}, A={law.A:.4g}, B={law.B:.4g}, alpha={law.alpha:.4g}, beta={law.beta:.4g})"]
     u = rec.uncertainty
     rows = [
         ["model size N", format_si(m.params, "params"),
-         f"{format_si(u.optimal_params.p10)} .. {format_si(u.optimal_params.p90)}" if u else ""],
+         span(u.optimal_params, format_si) if u else ""],
         ["training tokens D", format_si(m.tokens, "tokens"),
-         f"{format_si(u.optimal_tokens.p10)} .. {format_si(u.optimal_tokens.p90)}" if u else ""],
+         span(u.optimal_tokens, format_si) if u else ""],
         ["tokens per parameter", f"{m.tokens_per_param:.1f}", ""],
         ["training compute C = 6ND", f"{rec.compute_flops:.3g} FLOPs",
-         f"{u.compute_flops.p10:.3g} .. {u.compute_flops.p90:.3g}" if u and u.compute_flops else ""],
-        ["predicted loss", f"{m.loss:.4f}", f"{m.loss_band.p10:.4f} .. {m.loss_band.p90:.4f}" if m.loss_band else ""],
+         span(u.compute_flops, lambda x: f"{x:.3g}") if u else ""],
+        ["predicted loss", f"{m.loss:.4f}", span(m.loss_band, lambda x: f"{x:.4f}")],
         [f"N within {100 * m.near_optimal_rel_tol:g}% of min loss",
          f"{format_si(m.params_near_optimal_low)} .. {format_si(m.params_near_optimal_high)}", ""],
     ]
@@ -206,11 +215,11 @@ def render(rec) -> str:
             ["layout", _lay(t.layout), ""],
             ["MFU (model FLOPs)", f"{t.mfu:.1%} ({_short_provenance(t.mfu_provenance)})", ""],
             ["wall-clock", f"{t.wall_clock_days:.1f} days",
-             f"{u.wall_clock_days.p10:.1f} .. {u.wall_clock_days.p90:.1f}" if u and u.wall_clock_days else ""],
+             span(u.wall_clock_days, lambda x: f"{x:.1f}") if u else ""],
             ["GPU-hours", format_si(t.gpu_hours),
-             f"{format_si(u.gpu_hours.p10)} .. {format_si(u.gpu_hours.p90)}" if u and u.gpu_hours else ""],
+             span(u.gpu_hours, format_si) if u else ""],
             ["cost", f"{format_usd(t.cost_usd)} at ${t.price_usd_per_gpu_hour:.2f}/GPU-h",
-             f"{format_usd(u.cost_usd.p10)} .. {format_usd(u.cost_usd.p90)}" if u and u.cost_usd else ""],
+             span(u.cost_usd, format_usd) if u else ""],
             ["energy", f"{format_si(t.energy_kwh)} kWh, {format_si(t.co2_kg)} kg CO2", ""],
         ]
     lines.append(table(rows, ["", "plan", "P10 .. P90 over the law's spread" if u else ""]))

@@ -31,7 +31,9 @@ class Uncertainty(BaseModel):
     """What the spread of the law's parameters does to the plan."""
 
     draws: int
-    compute_flops: Band | None = Field(None, description="compute each draw needs to reach the target")
+    compute_flops: Band | None = Field(
+        None, description="compute each draw needs to reach the target; a percentile among draws that cannot "
+                          "reach it at all is inf (null in JSON)")
     wall_clock_days: Band | None = Field(
         None, description="wall-clock scaled with each draw's compute at the plan's layout, GPUs and MFU")
     gpu_hours: Band | None = None
@@ -49,23 +51,31 @@ class Uncertainty(BaseModel):
 
 def percentiles(v, qs):
     """numpy's default ("linear") percentiles of a 1-D array, by one sort: the value at rank
-    q/100·(n − 1), interpolated between neighbours. ``np.percentile`` gives the same numbers but
-    imports ``numpy.ma`` on first use (~10 ms of ``planner recommend``'s start-up)."""
+    q/100·(n − 1), interpolated between neighbours (inf where a +inf neighbour is involved).
+    ``np.percentile`` gives the same numbers but imports ``numpy.ma`` on first use (~10 ms of
+    ``planner recommend``'s start-up)."""
     import numpy as np
 
     v = np.sort(v)
     pos = np.asarray(qs, dtype=float) / 100.0 * (v.size - 1)
     lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, v.size - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+    frac = pos - lo
+    with np.errstate(invalid="ignore"):  # +inf values (unreachable draws) sort last and stay inf
+        inner = v[lo] + (v[hi] - v[lo]) * frac
+    return np.where(frac == 0, v[lo], np.where(np.isinf(v[hi]), v[hi], inner))
 
 
-def band(values) -> Band:
-    """p10, p50, p90 of the finite ``values`` (inf when none is finite)."""
+def band(values, unreachable_is_inf: bool = False) -> Band:
+    """p10, p50, p90 of the finite ``values`` (inf when none is finite). With
+    ``unreachable_is_inf`` a draw valued +inf (one that cannot reach the target) stays in the
+    sample, above every finite value, so a percentile that falls among such draws is inf (``null``
+    in JSON, "unreachable" in the table) instead of being dropped: dropping them would quote the band
+    of the reachable draws only, too narrow and too cheap."""
     import numpy as np
 
     v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
+    v = v[~np.isnan(v) if unreachable_is_inf else np.isfinite(v)]
     p10, p50, p90 = percentiles(v, [10, 50, 90]) if v.size else (np.inf, np.inf, np.inf)
     return Band(p10=float(p10), p50=float(p50), p90=float(p90))
 
@@ -114,14 +124,14 @@ def uncertainty_for(law, dc, objective: str, target_loss: float | None, C: float
         else:
             c_draws = dc.compute_for_loss_draws(target_loss, MAX_COMPUTE_FLOPS)
             reached = dc.loss_band_draws(N, D) <= target_loss
-        u["compute_flops"] = band(c_draws)
+        u["compute_flops"] = band(c_draws, unreachable_is_inf=True)
         u["probability_target_met"] = float(np.mean(reached))
         u["probability_within_budget"] = float(np.mean(c_draws <= C))
         if training is not None:
             ratio = c_draws / C
-            u["wall_clock_days"] = band(training.wall_clock_days * ratio)
-            u["gpu_hours"] = band(training.gpu_hours * ratio)
-            u["cost_usd"] = band(training.cost_usd * ratio)
+            u["wall_clock_days"] = band(training.wall_clock_days * ratio, unreachable_is_inf=True)
+            u["gpu_hours"] = band(training.gpu_hours * ratio, unreachable_is_inf=True)
+            u["cost_usd"] = band(training.cost_usd * ratio, unreachable_is_inf=True)
             u["scaling_note"] = ("wall-clock, GPU-hours and cost scale with each draw's compute at the plan's "
                                  "layout, GPU count and MFU (a first-order band, not re-simulated)")
     return Uncertainty(**u), notes

@@ -110,9 +110,7 @@ class DataConstrainedMode:
 
     def loss_draws(self, N: float, D: float):
         """L(N, D, U) under each of the law's parameter draws (the decay constants held fixed)."""
-        from dataclasses import replace
-
-        return self.loss(N, D, replace(self.law.draws(), extra=self.law.extra))
+        return self.loss(N, D, self.law.draws())
 
     def floor(self) -> float:
         """lim C→∞ of the constrained optimum: E + A/(N_opt(U)·(1+R_N*))^α + B/(U·(1+R_D*))^β."""
@@ -162,18 +160,15 @@ class DataConstrainedMode:
         K draws with (K,)-shaped parameters; the decay constants R_D*, R_N* stay the law's."""
         from dataclasses import replace
 
-        d = self.law.draws()
         every = max(1, -(-len(self.law.samples) // MAX_BAND_DRAWS))
-        return replace(d, E=d.E[::every], A=d.A[::every], B=d.B[::every], alpha=d.alpha[::every],
-                       beta=d.beta[::every], extra=self.law.extra)
+        return replace(self.law, samples=self.law.samples[::every]).draws()
 
     def column_draws(self):
         """:meth:`band_draws` as (K, 1) columns, so that one array op scans every draw against a grid."""
         from dataclasses import replace
 
         d = self.band_draws()
-        return replace(d, E=d.E[:, None], A=d.A[:, None], B=d.B[:, None], alpha=d.alpha[:, None],
-                       beta=d.beta[:, None])
+        return replace(d, **{name: value[:, None] for name, value in d.params.items()})
 
     def loss_band_draws(self, N: float, D: float):
         """L(N, D, U) under each of :meth:`band_draws`."""
@@ -213,7 +208,7 @@ class DataConstrainedMode:
         from ..laws.chinchilla import compute_for_loss
 
         lw = self.column_draws()
-        lo = np.asarray(compute_for_loss(self.band_draws(), target_loss), dtype=float)  # inf where L <= E_k
+        lo = np.asarray(compute_for_loss(lw, target_loss), dtype=float)[:, 0]  # inf where L <= E_k
         lo = np.where(np.isfinite(lo), np.minimum(lo, max_flops), np.inf)
 
         def reaches(c):

@@ -49,7 +49,10 @@ class Layout(_Out):
     micro_batch: int
     micro_batches: int = Field(description="micro-batches per pipeline per step (gradient accumulation)")
     interleave: int = Field(description="virtual pipeline chunks per GPU (1 = plain 1F1B)")
-    recompute: str
+    recompute: str = Field(description="none, selective (attention core), full, or partial (full recompute of "
+                                       "some layers per stage, the rest selective)")
+    recompute_fraction: float = Field(0.0, description="share of each stage's layers recomputed fully "
+                                                       "(1 for full, 0 for none and selective)")
     zero_stage: int = Field(description="0 none; 1 optimizer (= Megatron distributed optimizer); 2 +grads; 3 +weights")
     sequence_parallel: bool
     global_batch: int = Field(description="sequences per optimizer step")

@@ -295,3 +295,68 @@ def shape_for_params(
         if arch.params() > 4 * params:
             break
     return best[1]
+
+
+def moe_shape_for_params(
+    params: float, *, experts: int, top_k: int, active_params: float | None = None, shared_experts: int = 0,
+    seq_len: int = DEFAULT_SEQ_LEN, vocab_size: int = DEFAULT_VOCAB, aspect_ratio: float = ASPECT_RATIO,
+) -> Architecture:
+    """A Llama-style MoE shape (every layer MoE, SwiGLU experts) with ``params`` in all and, when given,
+    about ``active_params`` touched per token.
+
+    ``experts`` routed experts per layer, ``top_k`` of them and ``shared_experts`` always-active ones
+    per token (DeepSeekMoE, Dai et al. 2024; Llama 4). With ``active_params`` the backbone (layers,
+    d_model, heads) is the dense shape of :func:`shape_for_params` for the active count -- an MoE is
+    designed as a dense model whose FFN is split into experts -- and the expert width follows from
+    the parameters that are *not* active: ``(params - active) / (layers x 3 d (experts - top_k))``.
+    This reproduces the published shapes closely (Granite 3.0 MoE, Phi-3.5-MoE, DeepSeek-V2,
+    Llama 4 Scout, JetMoE: layers within 20 %, expert widths within 2x; fine-grained designs get
+    narrow experts). Without it each expert is as wide as the dense FFN of the same d_model
+    (``8/3 d``, the coarse-grained Switch/Mixtral design, Jiang et al. 2024) and the layer count is
+    the one whose total is closest to ``params``.
+    """
+    for field, value in (("experts", experts), ("top-k", top_k)):
+        if int(value) != value or value < 1:
+            raise InputError(field, f"must be a whole number >= 1, got {value!r}")
+    if int(shared_experts) != shared_experts or shared_experts < 0:
+        raise InputError("shared-experts", f"must be a whole number >= 0, got {shared_experts!r}")
+    experts, top_k, shared_experts = int(experts), int(top_k), int(shared_experts)
+    if experts < 2:
+        raise InputError("experts", f"an MoE needs >= 2 routed experts, got {experts}")
+    if top_k >= experts:
+        raise InputError("top-k", f"must be < experts ({experts}), got {top_k}")
+    if not (params > 0 and math.isfinite(params)):
+        raise InputError("params", f"must be a positive finite number, got {params!r}")
+    if active_params is not None and not (0 < active_params < params):
+        raise InputError("active-params", f"must be > 0 and < params ({params:.4g}), got {active_params!r}")
+    source = (f"derived by moe_shape_for_params ({experts} experts, top-{top_k}"
+              + (f", {shared_experts} shared" if shared_experts else "")
+              + (f", {active_params:.3g} active" if active_params is not None else "") + ")")
+
+    def moe(base: Architecture, width: int) -> Architecture:
+        return base.model_copy(update={
+            "name": f"auto-moe-{params:.3g}", "ffn_hidden": width, "n_experts": experts, "top_k": top_k,
+            "n_moe_layers": base.n_layers, "expert_ffn": width, "n_shared_experts": shared_experts,
+            "source": source})
+
+    if active_params is not None:
+        base = shape_for_params(active_params, seq_len=seq_len, vocab_size=vocab_size, aspect_ratio=aspect_ratio)
+        width = round((params - active_params) / (base.n_layers * 3.0 * base.d_model * (experts - top_k)))
+        return moe(base, max(1, int(width)))
+    best = None
+    for layers in range(1, 257):
+        width = aspect_ratio * layers
+        h = _round_to(width, 8 * HEAD_DIM if width >= 16 * HEAD_DIM else HEAD_DIM)
+        heads = h // HEAD_DIM
+        kv = 8 if heads >= 16 else heads
+        base = Architecture(
+            name="base", n_layers=layers, d_model=h, n_heads=heads, n_kv_heads=kv, head_dim=HEAD_DIM,
+            ffn_hidden=1, ffn_kind="swiglu", vocab_size=vocab_size, seq_len=seq_len,
+            attention="gqa" if kv < heads else "mha")
+        arch = moe(base, int(math.ceil(8 * h / 3 / 256) * 256))
+        err = abs(math.log(arch.params() / params))
+        if best is None or err < best[0]:
+            best = (err, arch)
+        if arch.params() > 4 * params:
+            break
+    return best[1]

@@ -40,6 +40,16 @@ INTRA_NODE_LINK_EFFICIENCY = 0.60
 INTER_NODE_LINK_EFFICIENCY = 0.85
 # Fused attention kernels (FlashAttention-2) reach this share of the GEMM fraction.
 FLASH_ATTENTION_RELATIVE = 0.75
+# An FP8 GEMM reaches this share of the bf16 GEMM's *fraction of peak*: cuBLAS 12.9 on Hopper runs
+# large FP8 matmuls 1.75x as fast as BF16 on a 2x higher peak (NVIDIA technical blog "Boosting
+# Matrix Multiplication Speed and Flexibility with NVIDIA cuBLAS 12.9", 2025: "a 1.75x speedup for
+# large matmuls ... compared to the BF16 baseline"), so 1.75 / 2.
+FP8_GEMM_RELATIVE = 1.75 / 2.0
+# Bytes moved per element to quantise one GEMM operand for Transformer Engine's FP8 recipe: read the
+# 16-bit tensor (2), write its FP8 copy (1) and the FP8 transpose the other GEMM of the backward pass
+# needs (1); applied to every linear layer's input (forward) and output gradient (backward).
+FP8_CAST_BYTES = 4.0
+PRECISIONS = ("bf16", "fp8")
 
 
 class DeviceRates:
@@ -47,6 +57,7 @@ class DeviceRates:
 
     def __init__(self, profile, precision: str = "bf16", achievable_flops_per_s: float | None = None):
         self.name = getattr(profile, "name", "device")
+        self.precision = precision
         self.peak_flops_per_s = float(profile.peak_flops_per_s(precision))
         self.peak_bf16_flops_per_s = float(profile.peak_flops_per_s("bf16"))
         prior = float(profile.achievable_matmul_fraction)
@@ -57,6 +68,14 @@ class DeviceRates:
         else:
             self.achievable_fraction = prior
             self.source = f"profile prior achievable_matmul_fraction={prior:g}"
+        # Linear layers run at the precision's peak (FP8: Transformer Engine's recipe, at the FP8 share of
+        # the bf16 fraction); the attention core and the logits stay in bf16 (Megatron-Core keeps
+        # the output layer and the fused attention kernels in 16 bits under --fp8-format).
+        fp8 = precision == "fp8"
+        self.linear_flops_per_s = (self.achievable_fraction * self.peak_flops_per_s
+                                   * (FP8_GEMM_RELATIVE if fp8 else 1.0))
+        self.bf16_flops_per_s = self.achievable_fraction * self.peak_bf16_flops_per_s
+        self.cast_bytes_per_element = FP8_CAST_BYTES if fp8 else 0.0
         self.memory_bytes = float(profile.memory_bytes)
         self.hbm_bytes_per_s = float(profile.memory_bandwidth_bytes_per_s)
         self.devices_per_node = int(profile.devices_per_node)
@@ -66,12 +85,14 @@ class DeviceRates:
         self.inter_latency_s = float(profile.inter_node_latency_s)
 
 
-def gemm_time_s(rates: DeviceRates, m, n, k, count=1.0, kernels=1.0, bytes_per_element=2.0, relative=1.0):
+def gemm_time_s(rates: DeviceRates, m, n, k, count=1.0, kernels=1.0, bytes_per_element=2.0, relative=1.0,
+                linear=True):
     """Time of ``count`` GEMMs of shape (m x k) @ (k x n) issued as ``kernels`` kernels (a batched
-    GEMM is one kernel); broadcasts over arrays."""
+    GEMM is one kernel); broadcasts over arrays. ``linear`` GEMMs (a linear layer's weights) run at
+    the training precision's rate, the others (attention core, logits) at the bf16 rate."""
     flops = 2.0 * m * n * k
     traffic = bytes_per_element * (m * k + k * n + m * n)
-    compute = flops / (relative * rates.achievable_fraction * rates.peak_flops_per_s)
+    compute = flops / (relative * (rates.linear_flops_per_s if linear else rates.bf16_flops_per_s))
     memory = traffic / (MEMORY_EFFICIENCY * rates.hbm_bytes_per_s)
     return count * np.maximum(compute, memory) + kernels * KERNEL_OVERHEAD_S
 

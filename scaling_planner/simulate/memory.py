@@ -5,7 +5,8 @@ micro-batch, v interleaved chunks, m micro-batches, recompute code, ZeRO stage, 
 so the layout search evaluates the whole grid in one call. Bytes, not GiB.
 
 Recompute codes: ``RECOMPUTE_NONE`` 0, ``RECOMPUTE_SELECTIVE`` 1 (attention core only, Korthikanti
-et al. 2022 §4), ``RECOMPUTE_FULL`` 2 (every layer; only its input is stored).
+et al. 2022 §4), ``RECOMPUTE_FULL`` 2 (every layer; only its input is stored), ``RECOMPUTE_PARTIAL``
+3 (full recompute of some of a stage's layers; built from codes 1 and 2 by the layout search).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import numpy as np
 
 from .architecture import Architecture
 
-RECOMPUTE_NONE, RECOMPUTE_SELECTIVE, RECOMPUTE_FULL = 0, 1, 2
-RECOMPUTE_NAMES = ("none", "selective", "full")
+RECOMPUTE_NONE, RECOMPUTE_SELECTIVE, RECOMPUTE_FULL, RECOMPUTE_PARTIAL = 0, 1, 2, 3
+# "partial": full recompute of just enough of a stage's layers to fit, selective for the others
+# (Megatron-LM --recompute-method block --recompute-num-layers k); derived from a selective and a
+# full candidate of the same layout by ``training.add_partial_recompute``, never evaluated directly
+RECOMPUTE_NAMES = ("none", "selective", "full", "partial")
 
 # Mixed-precision Adam, Megatron-style: bf16 weights (2 B), fp32 gradient accumulation (4 B),
 # fp32 master weights + Adam m + v (12 B): 18 B/param, which reproduces Korthikanti et al. 2022

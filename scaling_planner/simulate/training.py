@@ -44,7 +44,7 @@ import numpy as np
 from ..errors import InfeasibleError, InputError
 from . import efficiency as eff
 from .architecture import Architecture
-from .memory import RECOMPUTE_FULL, RECOMPUTE_SELECTIVE, stage_param_counts
+from .memory import RECOMPUTE_FULL, RECOMPUTE_PARTIAL, RECOMPUTE_SELECTIVE, stage_param_counts
 
 ACT_BYTES = 2.0  # 16-bit activations on the wire and in HBM
 GRAD_REDUCE_BYTES = 4.0  # Megatron reduces fp32 main gradients
@@ -60,6 +60,10 @@ PIPELINE_ENGINES = ("megatron", "deepspeed")
 # unfused gradient accumulation (autograd ``param.grad += g`` in 16 bits): read g, read and write grad
 GRAD_ACCUMULATE_BYTES = 6.0
 PARAM_TENSORS_PER_LAYER = 12.0  # GPT layer: 2 layernorms + 4 linear layers, weight and bias each
+# MoE token dispatch per routed copy of a token's hidden state, forward (backward moves twice that):
+# the permutation reads the token (2) and writes its copy (2), the combination reads the expert's
+# output (2) and accumulates it into the token (read 2 + write 2) -- 16-bit activations.
+MOE_DISPATCH_BYTES_PER_COPY = 10.0
 
 
 def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flash_attention=False):
@@ -82,11 +86,11 @@ def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flas
     heads = arch.n_heads / t
     if flash_attention:
         core = eff.gemm_time_s(rates, s, s, arch.qk_head_dim + (arch.v_dim / arch.n_heads), count=b * heads,
-                               relative=eff.FLASH_ATTENTION_RELATIVE)
+                               relative=eff.FLASH_ATTENTION_RELATIVE, linear=False)
         core_ew = np.zeros_like(core)
     else:
-        core = (eff.gemm_time_s(rates, s, s, arch.qk_head_dim, count=b * heads)
-                + eff.gemm_time_s(rates, s, arch.v_dim / arch.n_heads, s, count=b * heads))
+        core = (eff.gemm_time_s(rates, s, s, arch.qk_head_dim, count=b * heads, linear=False)
+                + eff.gemm_time_s(rates, s, arch.v_dim / arch.n_heads, s, count=b * heads, linear=False))
         core_ew = eff.memory_time_s(rates, CORE_OPS_BYTES * b * heads * s * s, CORE_KERNELS)
     core_flops = 2.0 * b * heads * s * s * (arch.qk_head_dim + arch.v_dim / arch.n_heads)
     # FFN: dense layers and MoE layers, weighted by their share of the layers
@@ -106,9 +110,11 @@ def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flas
         if arch.n_shared_experts:
             ws = arch.n_shared_experts * fe
             moe = moe + eff.gemm_time_s(rates, T, m_up * ws / t, h) + eff.gemm_time_s(rates, T, h, ws / t)
-        moe = moe + eff.gemm_time_s(rates, T, arch.n_experts, h)  # router
+        moe = moe + eff.gemm_time_s(rates, T, arch.n_experts, h, linear=False)  # router (16-bit)
         moe_flops = 2.0 * T * arch.moe_layer_active_params() / t
         moe_act = (4.0 if m_up == 1 else 6.0) * T * (arch.top_k + arch.n_shared_experts) * fe / t
+        # token dispatch: permute each token into top-k expert copies and combine them back
+        moe_act = moe_act + MOE_DISPATCH_BYTES_PER_COPY * T * arch.top_k * h / t
         gemm = gemm + (1 - frac) * dense + frac * moe
         flops = flops + (1 - frac) * dense_flops + frac * moe_flops
         ffn_act_bytes = (1 - frac) * ffn_act_bytes + frac * moe_act
@@ -119,23 +125,36 @@ def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flas
         gemm = gemm + dense
         flops = flops + dense_flops
     tok = T * h / np.where(sp, t, 1.0)
-    elementwise = eff.memory_time_s(rates, TOKEN_OPS_BYTES * tok + ffn_act_bytes, TOKEN_KERNELS)
+    # FP8: quantising every linear layer's inputs (forward; the backward's output gradients are in the
+    # doubled backward elementwise time): QKV and FFN inputs (h each), the projection's (v_dim), the
+    # down projection's (the FFN width, or the active experts' widths)
+    ffn_in = arch.ffn_hidden
+    if arch.is_moe:
+        ffn_in = (1 - frac) * arch.ffn_hidden + frac * (arch.top_k + arch.n_shared_experts) * arch.expert_ffn
+    cast = rates.cast_bytes_per_element * T * (2.0 * h + arch.v_dim + ffn_in) / t
+    elementwise = eff.memory_time_s(rates, TOKEN_OPS_BYTES * tok + ffn_act_bytes + cast, TOKEN_KERNELS)
     # TP: two all-reduces of T x h (or, with SP, two all-gathers + two reduce-scatters: same volume)
     inter_tp = t > rates.devices_per_node
     msg = T * h * ACT_BYTES
     tp = np.where(sp, 4.0 * eff.gather_time_s(rates, msg, t, inter_tp),
                   2.0 * eff.all_reduce_time_s(rates, msg, t, inter_tp))
+    # seconds of this layer's forward per byte per hidden element of elementwise traffic that a less
+    # fused stack adds (scaled by the stack's extra bytes in step_time's ``unfused_s_per_byte``)
+    unfused_unit = tok / (eff.MEMORY_EFFICIENCY * rates.hbm_bytes_per_s)
     return {"gemm": gemm, "core": core, "elementwise": elementwise, "core_elementwise": core_ew,
-            "tp": tp, "a2a": a2a, "flops": flops + core_flops, "core_flops": core_flops}
+            "tp": tp, "a2a": a2a, "flops": flops + core_flops, "core_flops": core_flops,
+            "unfused_unit": unfused_unit}
 
 
 def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v, m, recompute, zero, sp,
-              dp_overlap=0.0, flash_attention=False, pipeline_engine="megatron"):
+              dp_overlap=0.0, flash_attention=False, pipeline_engine="megatron", tp_overlap=0.0):
     """Time of one optimizer step (seconds) and its breakdown, for arrays of layouts.
 
     ``m`` micro-batches of ``b`` sequences per pipeline; ``dp_overlap`` is the fraction of the
     data-parallel gradient reduction hidden behind the backward pass (0: reduced after the flush,
-    as in Megatron 2021 and in DeepSpeed's pipeline engine); ``pipeline_engine`` is ``"megatron"``
+    as in Megatron 2021 and in DeepSpeed's pipeline engine); ``tp_overlap`` the fraction of the
+    tensor-parallel collectives hidden behind the GEMMs next to them (Megatron-Core's
+    ``--tp-comm-overlap``, 2023 on; at most the GEMM time itself); ``pipeline_engine`` is ``"megatron"``
     or ``"deepspeed"`` (module docstring). Returns a dict of arrays, all in seconds except the FLOP
     counts.
     """
@@ -148,6 +167,9 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
     recompute = np.asarray(recompute)
     zero = np.asarray(zero)
     lt = layer_times(arch, rates, s, b, t, e, sp, flash_attention)
+    # TP collectives overlapped with the layer's GEMMs (forward: one GEMM pass; backward: two)
+    tp_hidden = np.minimum(tp_overlap * lt["tp"], lt["gemm"])
+    lt["tp"] = lt["tp"] - tp_hidden
     fwd = lt["gemm"] + lt["core"] + lt["elementwise"] + lt["core_elementwise"] + lt["tp"] + lt["a2a"]
     bwd = 2.0 * (lt["gemm"] + lt["core"] + lt["elementwise"] + lt["core_elementwise"]) + lt["tp"] + lt["a2a"]
     full = recompute == RECOMPUTE_FULL
@@ -158,7 +180,8 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
     T = s * b
     h, V = arch.d_model, arch.vocab_size
     # logits (last stage): forward + two backward GEMMs, plus the fp32 softmax/cross-entropy pass
-    logits = 3.0 * eff.gemm_time_s(rates, T, V / t, h) + eff.memory_time_s(rates, 3 * 4.0 * T * V / t, 3)
+    logits = (3.0 * eff.gemm_time_s(rates, T, V / t, h, linear=False)
+              + eff.memory_time_s(rates, 3 * 4.0 * T * V / t, 3))
     logit_flops = 6.0 * T * V * h / t
     # pipeline p2p: each of v chunks sends activations forward and gradients backward
     # (scatter/gather over the TP group, Narayanan et al. 2021 §4.1)
@@ -193,7 +216,12 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
     backward_window = m * layers * bwd
     # DeepSpeed's pipeline engine reduces after the flush (ReduceGrads in its last step)
     overlap = np.where(deepspeed & (p > 1), 0.0, dp_overlap)
-    hidden = np.minimum(overlap * dp_total, backward_window)
+    # a sharded optimizer's weight all-gather overlaps the next forward pass (Megatron-Core's
+    # --overlap-param-gather), the gradient reduce-scatter the backward pass (--overlap-grad-reduce)
+    gather = np.where((zero >= 1) & (zero < 3), rs_ag * PARAM_GATHER_BYTES / (GRAD_REDUCE_BYTES + PARAM_GATHER_BYTES),
+                      0.0)
+    hidden = (np.minimum(overlap * (dp_total - gather), backward_window)
+              + np.minimum(overlap * gather, m * layers * fwd))
     dp_exposed = dp_total - hidden
     # optimizer: streaming Adam over this GPU's shard
     opt_params = np.where(zero >= 1, nonexp / d + expert / dexp, nonexp + expert)
@@ -202,6 +230,9 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
     emb_sync = np.where((p > 1) & arch.tied_embeddings,
                         eff.all_reduce_time_s(rates, V * h / t * GRAD_REDUCE_BYTES, 2, inter_pp), 0.0)
     total = pipeline + dp_exposed + optimizer + emb_sync
+    # a less fused stack's extra elementwise traffic, per byte per hidden element: forward, backward
+    # (twice the forward's), a full recompute's second forward, on every micro-batch and in the bubble
+    unfused = (m + (p - 1.0) / v) * layers * np.where(full, 4.0, 3.0) * lt["unfused_unit"]
     # FLOPs per GPU per step (model: no recompute; hardware: with recompute)
     model_flops_gpu = m * (layers * 3.0 * lt["flops"] + logit_flops)
     hw_flops_gpu = model_flops_gpu + m * layers * re_flops
@@ -221,6 +252,7 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
         "embedding_sync": emb_sync,
         "model_flops_per_gpu": model_flops_gpu,
         "hardware_flops_per_gpu": hw_flops_gpu,
+        "unfused_s_per_byte": unfused,
     }
 
 
@@ -247,6 +279,11 @@ def default_batch_tokens(n_devices: int) -> float:
     """Default global batch in tokens: max(4M, 1024 x G), capped at 32M."""
     return float(min(max(DEFAULT_BATCH_TOKENS, BATCH_TOKENS_PER_DEVICE * n_devices), MAX_BATCH_TOKENS))
 DEFAULT_DP_OVERLAP = 0.8  # share of the DP gradient reduction hidden behind backward (bucketed overlap)
+# Share of the TP collectives hidden behind the adjacent GEMMs (Megatron-Core's --tp-comm-overlap,
+# Transformer Engine userbuffers, 2023 on). Off by default: the model is validated without it
+# (Korthikanti, PTD-P, vTrain had no such overlap), and NVIDIA's H100 tables (validation data) sit
+# between 0 and the DP overlap's 0.8 without a source for the hidden share.
+DEFAULT_TP_OVERLAP = 0.0
 
 
 def _divisors(n: int) -> list[int]:
@@ -302,7 +339,7 @@ def layout_grid(arch: Architecture, n_devices: int, *, global_batch: int | None 
 
 def evaluate_grid(arch: Architecture, rates: eff.DeviceRates, grid: dict[str, np.ndarray], *,
                   dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True,
-                  pipeline_engine: str = "megatron") -> dict[str, np.ndarray]:
+                  pipeline_engine: str = "megatron", tp_overlap: float = DEFAULT_TP_OVERLAP) -> dict[str, np.ndarray]:
     """Memory, step time, throughput, MFU and the rejection reason of every candidate (one numpy pass)."""
     g = grid
     s = arch.seq_len
@@ -310,7 +347,7 @@ def evaluate_grid(arch: Architecture, rates: eff.DeviceRates, grid: dict[str, np
                            recompute=g["recompute"], zero=g["zero"], sp=g["sp"], flash_attention=flash_attention)
     st = step_time(arch, rates, s=s, b=g["b"], t=g["t"], p=g["p"], d=g["d"], e=g["e"], v=g["v"], m=g["m"],
                    recompute=g["recompute"], zero=g["zero"], sp=g["sp"], dp_overlap=dp_overlap,
-                   flash_attention=flash_attention, pipeline_engine=pipeline_engine)
+                   flash_attention=flash_attention, pipeline_engine=pipeline_engine, tp_overlap=tp_overlap)
     n = g["t"] * g["p"] * g["d"]
     tokens = g["B"] * s
     model_flops = arch.megatron_flops_per_token(s) * tokens
@@ -335,6 +372,63 @@ def evaluate_grid(arch: Architecture, rates: eff.DeviceRates, grid: dict[str, np
             "time_per_token": st["total"] / tokens, "reason": reason, "excess": excess}
 
 
+def add_partial_recompute(arch: Architecture, rates: eff.DeviceRates, grid: dict[str, np.ndarray],
+                          res: dict) -> tuple[dict[str, np.ndarray], dict]:
+    """The grid and its results extended by *partial* recompute candidates (Megatron-LM's
+    ``--recompute-method block --recompute-num-layers k``): for every layout evaluated both with
+    selective and with full recompute whose selective form does not fit, full recompute of the
+    fewest whole layers per stage that makes it fit. Memory and step time are linear in the number
+    of recomputed layers, so both come from the pair by interpolation (no further evaluation); the
+    candidate records the recomputed share in ``grid["recompute_fraction"]`` (1 for full, 0 for
+    the others). Returns new dicts; the inputs are not changed.
+    """
+    g = dict(grid)
+    g.setdefault("recompute_fraction", (grid["recompute"] == RECOMPUTE_FULL).astype(float))
+    sel = np.flatnonzero(grid["recompute"] == RECOMPUTE_SELECTIVE)
+    full = np.flatnonzero(grid["recompute"] == RECOMPUTE_FULL)
+    if sel.size == 0 or sel.size != full.size:
+        return g, res
+    cols = ("t", "p", "d", "e", "b", "v", "zero", "B")
+    sel = sel[np.lexsort(tuple(grid[c][sel] for c in reversed(cols)))]
+    full = full[np.lexsort(tuple(grid[c][full] for c in reversed(cols)))]
+    if not all(np.array_equal(grid[c][sel], grid[c][full]) for c in cols):
+        return g, res
+    cap = rates.memory_bytes
+    ms, mf = res["mem"]["total"][sel], res["mem"]["total"][full]
+    layers = np.ceil(arch.n_layers / grid["p"][sel])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = (ms - cap) / (ms - mf)  # share of the stage's layers that must be recomputed fully
+    k = np.ceil(need * layers - 1e-9)  # whole layers
+    ok = (ms > cap) & (mf <= cap) & (k >= 1) & (k < layers) & (res["reason"][sel] == REASON_MEMORY)
+    if not np.any(ok):
+        return g, res
+    a, b_ = sel[ok], full[ok]
+    frac = (k / layers)[ok]
+
+    def mix(x):
+        x = np.asarray(x)
+        if x.ndim == 0:
+            return x
+        return np.concatenate([x, x[a] + frac * (x[b_] - x[a])])
+
+    for key, val in grid.items():
+        if key != "recompute_fraction":
+            g[key] = np.concatenate([val, val[a]])
+    g["recompute"][-a.size:] = RECOMPUTE_PARTIAL
+    g["recompute_fraction"] = np.concatenate([g["recompute_fraction"], frac])
+    out = dict(res)
+    out["mem"] = {key: mix(val) for key, val in res["mem"].items()}
+    out["step"] = {key: mix(val) for key, val in res["step"].items()}
+    for key in ("mfu", "hfu", "time_per_token"):
+        out[key] = mix(res[key])
+    out["tokens_per_step"] = np.concatenate([res["tokens_per_step"], res["tokens_per_step"][a]])
+    over = out["mem"]["total"][-a.size:] - cap
+    out["reason"] = np.concatenate([res["reason"], np.where(over > 0, REASON_MEMORY,
+                                                            res["reason"][b_]).astype(np.int8)])
+    out["excess"] = np.concatenate([res["excess"], np.where(over > 0, over, res["excess"][b_])])
+    return g, out
+
+
 @dataclass
 class SearchOutcome:
     grid: dict
@@ -346,14 +440,15 @@ class SearchOutcome:
 
 def search_layouts(arch: Architecture, rates: eff.DeviceRates, n_devices: int, *, global_batch: int | None = None,
                    dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True,
-                   pipeline_engine: str = "megatron") -> SearchOutcome:
+                   pipeline_engine: str = "megatron", tp_overlap: float = DEFAULT_TP_OVERLAP) -> SearchOutcome:
     """Evaluate the whole grid and rank feasible layouts by time per token (then memory)."""
     import time
 
     t0 = time.perf_counter()
     grid = layout_grid(arch, n_devices, global_batch=global_batch, pipeline_engine=pipeline_engine)
     res = evaluate_grid(arch, rates, grid, dp_overlap=dp_overlap, flash_attention=flash_attention,
-                        pipeline_engine=pipeline_engine)
+                        pipeline_engine=pipeline_engine, tp_overlap=tp_overlap)
+    grid, res = add_partial_recompute(arch, rates, grid, res)
     feasible = np.flatnonzero(res["reason"] == 0)
     order = feasible[np.lexsort((res["mem"]["total"][feasible], res["time_per_token"][feasible]))]
     return SearchOutcome(grid, res, order, time.perf_counter() - t0)
@@ -366,6 +461,8 @@ def _layout(grid, i):
         tp=int(grid["t"][i]), pp=int(grid["p"][i]), dp=int(grid["d"][i]), ep=int(grid["e"][i]),
         micro_batch=int(grid["b"][i]), micro_batches=int(grid["m"][i]), interleave=int(grid["v"][i]),
         recompute=RECOMPUTE_NAMES[int(grid["recompute"][i])], zero_stage=int(grid["zero"][i]),
+        recompute_fraction=float(grid["recompute_fraction"][i]) if "recompute_fraction" in grid
+        else float(grid["recompute"][i] == RECOMPUTE_FULL),
         sequence_parallel=bool(grid["sp"][i]), global_batch=int(grid["B"][i]),
         global_batch_tokens=int(grid["B"][i]) * 0,  # filled by caller
     )

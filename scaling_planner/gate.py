@@ -6,6 +6,10 @@ the job breaks and by how much:
 
 * predicted cost above ``max_cost_usd``;
 * predicted wall-clock above ``deadline_days``;
+* with ``max_overrun_probability`` p: a chance above p that the cost or the wall-clock overruns its
+  limit, read from the estimate's P10 / P50 / P90 (the spread of real end-to-end runs, or of the
+  step model for a tuned or measured estimate; :func:`~scaling_planner.simulate.end_to_end.probability_above`).
+  Without it a limit is broken when the P50 exceeds it. The decision reports both chances either way;
 * measured MFU (a real training step on this cluster, from the calibration history or the MFU meter)
   below ``min_mfu``; with ``require_measured_mfu`` a missing measurement is itself a rejection;
 * a job that fits in no layout (the simulator's InfeasibleError), or GPUs more than ``max_gpus``.
@@ -33,8 +37,11 @@ class GateLimits(BaseModel):
     min_mfu: float | None = Field(None, gt=0, le=1, description="floor on the measured MFU of a real training step")
     max_gpus: int | None = Field(None, ge=1, description="most devices the job may use")
     require_measured_mfu: bool = Field(False, description="reject when no MFU was measured on this cluster")
+    max_overrun_probability: float | None = Field(
+        None, gt=0, lt=1, description="reject when the chance of overrunning max_cost_usd or deadline_days "
+                                      "exceeds this (default: reject when the P50 overruns)")
 
-    @field_validator("max_cost_usd", "deadline_days", "min_mfu")
+    @field_validator("max_cost_usd", "deadline_days", "min_mfu", "max_overrun_probability")
     @classmethod
     def _finite(cls, v):
         if v is not None and not math.isfinite(v):
@@ -56,24 +63,52 @@ class GateDecision(BaseModel):
     violations: list[GateViolation] = Field(default_factory=list)
     checked: list[str] = Field(default_factory=list, description="limits that were checked")
     notes: list[str] = Field(default_factory=list, description="limits that could not be checked, and why")
-    cost_usd: float | None = None
-    wall_clock_days: float | None = None
+    cost_usd: float | None = Field(None, description="P50")
+    wall_clock_days: float | None = Field(None, description="P50")
+    probability_over_budget: float | None = Field(None, description="chance the cost overruns max_cost_usd")
+    probability_over_deadline: float | None = Field(None, description="chance the wall-clock overruns deadline_days")
     gpus: int | None = None
     mfu_measured: float | None = None
     mfu_source: str | None = None
 
     def summary(self) -> str:
+        chances = ", ".join(f"P(over {what}) {p:.0%}" for what, p in (("budget", self.probability_over_budget),
+                                                                       ("deadline", self.probability_over_deadline))
+                            if p is not None)
+        chances = f" [{chances}]" if chances else ""
         if self.passed:
-            return "pre-flight passed: " + (", ".join(self.checked) if self.checked else "no limits set")
-        return "pre-flight rejected: " + "; ".join(v.message for v in self.violations)
+            return "pre-flight passed: " + (", ".join(self.checked) if self.checked else "no limits set") + chances
+        return "pre-flight rejected: " + "; ".join(v.message for v in self.violations) + chances
 
 
 def _training_figures(plan) -> tuple[float | None, float | None, int | None]:
-    """(cost USD, wall-clock days, GPUs) from a Recommendation or a SimulationResult."""
+    """(cost USD, wall-clock days, GPUs) from a Recommendation or a SimulationResult (P50s)."""
     training = getattr(plan, "training", None)
     if training is None:
         return None, None, None
     return float(training.cost_usd), float(training.wall_clock_days), int(training.gpus)
+
+
+def _overrun(plan, limit: float, what: str) -> float:
+    """The chance that the plan's ``what`` ("cost_usd" or "wall_clock_days") overruns ``limit``."""
+    from .simulate.end_to_end import probability_above
+
+    t = plan.training
+    return probability_above(limit, getattr(t, what), getattr(t, f"{what}_p10"), getattr(t, f"{what}_p90"))
+
+
+def _check_limit(limits, name: str, allowed: float, predicted: float, chance: float, what: str, fmt):
+    """The violation of one limit, or None: the P50 over it, or with max_overrun_probability, a chance
+    of overrunning it above that probability."""
+    p = limits.max_overrun_probability
+    if p is None:
+        return _over(name, allowed, predicted, what, fmt) if predicted > allowed else None
+    if chance <= p:
+        return None
+    v = _over(name, allowed, predicted, what, fmt)
+    v.message = (f"P(overrunning {name} {fmt(allowed)}) = {chance:.0%} exceeds max_overrun_probability {p:.0%} "
+                 f"({what} P50 {fmt(predicted)})")
+    return v
 
 
 def _over(limit: str, allowed: float, predicted: float, what: str, fmt) -> GateViolation:
@@ -107,20 +142,24 @@ def evaluate(plan=None, limits: GateLimits | None = None, *, measured_mfu: float
     elif plan is None or cost is None:
         notes.append("no training estimate (no GPU profile): cost, deadline and memory not checked")
 
+    p_cost = p_days = None
     if limits.max_cost_usd is not None:
         if cost is None:
             notes.append("max_cost_usd not checked: no cost estimate")
         else:
             checked.append("max_cost_usd")
-            if cost > limits.max_cost_usd:
-                violations.append(_over("max_cost_usd", limits.max_cost_usd, cost, "predicted cost", _usd))
+            p_cost = _overrun(plan, limits.max_cost_usd, "cost_usd")
+            v = _check_limit(limits, "max_cost_usd", limits.max_cost_usd, cost, p_cost, "predicted cost", _usd)
+            violations += [v] if v else []
     if limits.deadline_days is not None:
         if days is None:
             notes.append("deadline_days not checked: no wall-clock estimate")
         else:
             checked.append("deadline_days")
-            if days > limits.deadline_days:
-                violations.append(_over("deadline_days", limits.deadline_days, days, "predicted wall-clock", _days))
+            p_days = _overrun(plan, limits.deadline_days, "wall_clock_days")
+            v = _check_limit(limits, "deadline_days", limits.deadline_days, days, p_days, "predicted wall-clock",
+                             _days)
+            violations += [v] if v else []
     if limits.max_gpus is not None and gpus is not None:
         checked.append("max_gpus")
         if gpus > limits.max_gpus:
@@ -146,7 +185,8 @@ def evaluate(plan=None, limits: GateLimits | None = None, *, measured_mfu: float
                             f"by {short:.3f} ({-short / limits.min_mfu:+.0%})"
                             + (f" [{mfu_source}]" if mfu_source else "")))
     return GateDecision(passed=not violations, violations=violations, checked=checked, notes=notes,
-                        cost_usd=cost, wall_clock_days=days, gpus=gpus, mfu_measured=measured_mfu,
+                        cost_usd=cost, wall_clock_days=days, probability_over_budget=p_cost,
+                        probability_over_deadline=p_days, gpus=gpus, mfu_measured=measured_mfu,
                         mfu_source=mfu_source)
 
 

@@ -61,8 +61,10 @@ class Layout(_Out):
 
 class TimeBreakdown(_Out):
     """Seconds per optimizer step. ``total`` = compute + elementwise + recompute + tp + a2a + pp + gradient
-    accumulation + bubble + exposed dp + optimizer + embedding sync (``dp_comm_hidden`` is overlapped,
-    not added); ``grad_accumulation`` is non-zero only with DeepSpeed's pipeline engine."""
+    accumulation + bubble + exposed dp + optimizer + embedding sync + stack elementwise
+    (``dp_comm_hidden`` is overlapped, not added); ``grad_accumulation`` is non-zero only with DeepSpeed's
+    pipeline engine, ``stack_elementwise`` only for the realised (end-to-end) estimate. With a measured MFU
+    ``total`` is the measured step and the parts are the model's."""
 
     total: float
     compute: float
@@ -77,6 +79,7 @@ class TimeBreakdown(_Out):
     dp_comm_hidden: float
     optimizer: float
     embedding_sync: float
+    stack_elementwise: float = Field(0.0, description="an eager stack's extra elementwise traffic (realised only)")
 
 
 class MemoryBreakdown(_Out):
@@ -95,30 +98,53 @@ class MemoryBreakdown(_Out):
 class EfficiencyProvenance(_Out):
     """Where the achieved efficiency came from."""
 
-    source: str = Field(description="'model' (GEMM-size curve of the profile) or 'measured MFU'")
+    source: str = Field(description="'realised' (end-to-end prior), 'tuned' (step model) or 'measured' (an MFU)")
     curve: str
     achievable_matmul_fraction: float
     achievable_matmul_source: str
     measured_mfu: float | None = None
-    predicted_mfu: float = Field(description="what the model predicts for this layout, before any measurement")
+    predicted_mfu: float = Field(description="the tuned step model's MFU on its best layout, before any measurement")
+    unfused_bytes_per_element: float = Field(0.0, description="an eager stack's extra elementwise traffic used")
+    end_to_end_factor: float = Field(1.0, description="the fitted factor for what published runs spend beyond "
+                                                      "steady state, failures and checkpoints")
+    band_p10: float = Field(1.0, description="P10 / P50 of GPU-hours, wall-clock and cost")
+    band_p90: float = Field(1.0, description="P90 / P50")
+    prior_source: str = ""
 
 
 class TrainingEstimate(_Out):
+    """The training estimate: P50 figures of a real end-to-end run with their P10 / P90 band, and the
+    tuned-stack figures beside them (``efficiency_source`` says which prior or measurement set them)."""
+
     gpu: str
     gpus: int
     precision: str
     layout: Layout
-    step_time_s: float
+    step_time_s: float = Field(description="steady-state seconds per step of the chosen layout")
     tokens_per_s: float
     steps: float
-    ideal_time_s: float = Field(description="failure-free training time")
-    goodput: float = Field(description="useful time / wall-clock (failures, checkpoints, restarts)")
-    wall_clock_days: float
-    gpu_hours: float
-    mfu: float = Field(description="model FLOPs utilisation (no recompute FLOPs), dense peak")
-    hfu: float = Field(description="hardware FLOPs utilisation (with recompute FLOPs)")
-    model_tflops_per_gpu: float
-    cost_usd: float
+    ideal_time_s: float = Field(description="steady-state training time, no failures")
+    goodput: float = Field(description="useful time / (useful + failures, checkpoints, restarts)")
+    end_to_end_factor: float = Field(description="what published runs spend beyond steady state and failures "
+                                                 "(1 for tuned and measured)")
+    wall_clock_days: float = Field(description="P50: ideal time / goodput x end_to_end_factor")
+    wall_clock_days_p10: float
+    wall_clock_days_p90: float
+    gpu_hours: float = Field(description="P50 GPU-hours (GPUs x wall-clock)")
+    gpu_hours_p10: float
+    gpu_hours_p90: float
+    mfu: float = Field(description="expected realised MFU end to end: model FLOPs / (P50 GPU-hours x dense peak)")
+    mfu_steady_state: float = Field(description="MFU of the chosen layout's steady-state step")
+    mfu_tuned: float = Field(description="the step model's MFU for a tuned Megatron-class stack (its best layout)")
+    hfu: float = Field(description="hardware FLOPs utilisation of the steady-state step (with recompute FLOPs)")
+    model_tflops_per_gpu: float = Field(description="steady-state model TFLOP/s per GPU")
+    gpu_hours_tuned: float = Field(description="tuned stack: steady state plus failures and checkpoints")
+    wall_clock_days_tuned: float
+    cost_usd: float = Field(description="P50")
+    cost_usd_p10: float
+    cost_usd_p90: float
+    cost_usd_tuned: float
+    efficiency_source: str = Field(description="the prior or measurement behind the figures")
     price_usd_per_gpu_hour: float
     price_source: str
     energy_kwh: float

@@ -166,6 +166,7 @@ def recommend(
     tokens_per_day: float | None = None,
     serving_days: float | None = None,
     serving_options: dict | None = None,
+    efficiency: str = "realised",
 ) -> Recommendation:
     """The plan for one objective (module docstring). ``gpu=None`` plans at the level of the law
     only (no simulator: no training block, no alternatives' costs; FLOP objectives only).
@@ -194,6 +195,10 @@ def recommend(
     serving fleet of the plan and of each alternative with the serving simulator; lifetime cost =
     training + S days of serving (:mod:`scaling_planner.planning.serving`). T·S is the lifetime
     inference demand (``inference_tokens``, which may then be left out).
+
+    ``efficiency``: ``"realised"`` (default) plans with what teams really spend end to end, with a
+    P10 / P90 band (:mod:`scaling_planner.simulate.end_to_end`); ``"tuned"`` with the step model's
+    tuned Megatron-class stack. A measured MFU (``mfu`` or a calibration record) replaces both.
     """
     req = PlanRequest.validated(**{k: v for k, v in locals().items() if k != "law"})  # every argument but the law
     dc = DataConstrainedMode(law, req.unique_tokens) if req.unique_tokens is not None else None
@@ -207,7 +212,10 @@ def recommend(
     plan_loss = model_loss if req.objective != "target_loss" else float(req.target_loss)
     training, training_notes = _training_for(req, hw, placer, C, N)
     band = loss_band(law, dc, N, D)
-    uncertainty, uncertainty_notes = uncertainty_for(law, dc, req.objective, req.target_loss, C, N, D, training)
+    limits = {"budget_usd": req.budget_usd, "budget_gpu_hours": req.budget_gpu_hours,
+              "deadline_days": req.deadline_days}
+    uncertainty, uncertainty_notes = uncertainty_for(law, dc, req.objective, req.target_loss, C, N, D, training,
+                                                     limits)
     serving, serving_notes = fleet.section(N, training.cost_usd) if fleet is not None else (None, [])
     alts = alternatives_for(law, dc, plan_loss, C, N, D, training=training, sim=hw.sim, profile=hw.profile,
                             inference_tokens=req.inference_tokens, inference_mfu=req.inference_mfu, fleet=fleet,
@@ -337,10 +345,17 @@ def explain_lines(plan: Recommendation) -> list[str]:
     lines += [
         f"model FLOPs (simulator, Megatron count for the {t.shape.split(' (')[0]} shape) = {t.model_flops:.6e} FLOPs "
         f"({t.model_flops / plan.compute_flops:.4f} × 6·N·D)",
-        f"ideal time = model FLOPs / (GPUs × peak FLOP/s × MFU) = {t.model_flops:.6e} FLOPs / ({t.gpus} × "
-        f"{t.peak_flops_per_s:.6e} FLOP/s × {t.mfu:.6f}) = {t.ideal_time_s:.6e} s  (MFU {t.mfu_provenance})",
-        f"wall-clock = ideal time / goodput = {t.ideal_time_s:.6e} s / {t.goodput:.6f} = "
-        f"{t.wall_clock_days * SECONDS_PER_DAY:.6e} s = {t.wall_clock_days:.6f} days",
+        f"ideal time = model FLOPs / (GPUs × peak FLOP/s × steady-state MFU) = {t.model_flops:.6e} FLOPs / "
+        f"({t.gpus} × {t.peak_flops_per_s:.6e} FLOP/s × {t.mfu_steady_state:.6f}) = {t.ideal_time_s:.6e} s  "
+        f"(MFU {t.mfu_provenance})",
+        f"wall-clock (P50) = ideal time / goodput × end-to-end factor = {t.ideal_time_s:.6e} s / {t.goodput:.6f} × "
+        f"{t.end_to_end_factor:.6f} = {t.wall_clock_days * SECONDS_PER_DAY:.6e} s = {t.wall_clock_days:.6f} days  "
+        f"({t.efficiency_source})",
+        f"efficiency band: P10 = P50 × {t.wall_clock_days_p10 / t.wall_clock_days:.6f}, P90 = P50 × "
+        f"{t.wall_clock_days_p90 / t.wall_clock_days:.6f} (wall-clock, GPU-hours and cost alike): "
+        f"{t.wall_clock_days_p10:.6f} .. {t.wall_clock_days_p90:.6f} days",
+        f"expected MFU end to end = model FLOPs / (GPU-hours × 3600 s × peak FLOP/s) = {t.model_flops:.6e} / "
+        f"({t.gpu_hours:.6e} × 3600 × {t.peak_flops_per_s:.6e}) = {t.mfu:.6f}",
         f"GPU-hours = GPUs × wall-clock hours = {t.gpus} × {t.wall_clock_days * 24:.6f} h = {t.gpu_hours:.6e} GPU-h",
         f"cost = GPU-hours × price = {t.gpu_hours:.6e} GPU-h × ${t.price_usd_per_gpu_hour:.4f}/GPU-h = "
         f"${t.cost_usd:.6e}  (price: {t.price_source})",

@@ -62,10 +62,15 @@ def test_acceptance_explain_lets_a_reader_verify_the_plan():
     F, G, peak, mfu, ideal = _grab(rf"= {NUM} FLOPs / \({NUM} × {NUM} FLOP/s × {NUM}\) = {NUM} s", text)
     assert G == 64 and peak == pytest.approx(989.5e12, rel=1e-6)
     assert F / (G * peak * mfu) == pytest.approx(ideal, rel=1e-5)
-    ideal2, goodput, wall_s, wall_d = _grab(
-        rf"wall-clock = ideal time / goodput = {NUM} s / {NUM} = {NUM} s = {NUM} days", text)
-    assert ideal2 == ideal and ideal / goodput == pytest.approx(wall_s, rel=1e-5)
+    ideal2, goodput, factor, wall_s, wall_d = _grab(
+        rf"wall-clock \(P50\) = ideal time / goodput × end-to-end factor = {NUM} s / {NUM} × {NUM} = {NUM} s = "
+        rf"{NUM} days", text)
+    assert ideal2 == ideal and ideal / goodput * factor == pytest.approx(wall_s, rel=1e-5) and factor > 1
     assert wall_s / 86400 == pytest.approx(wall_d, rel=1e-5)
+    f10, f90, d10, d90 = _grab(rf"efficiency band: P10 = P50 × {NUM}, P90 = P50 × {NUM} .*: {NUM} \.\. {NUM} days",
+                               text)
+    assert f10 < 1 < f90 and d10 == pytest.approx(wall_d * f10, rel=1e-5) and d90 == pytest.approx(wall_d * f90,
+                                                                                                  rel=1e-5)
     G2, hours, gpuh = _grab(rf"GPU-hours = GPUs × wall-clock hours = {NUM} × {NUM} h = {NUM} GPU-h", text)
     assert G2 == G and hours == pytest.approx(wall_d * 24, rel=1e-5) and G * hours == pytest.approx(gpuh, rel=1e-5)
     gpuh2, price, cost = _grab(rf"cost = GPU-hours × price = {NUM} GPU-h × \${NUM}/GPU-h = \${NUM}", text)
@@ -77,7 +82,10 @@ def test_acceptance_explain_lets_a_reader_verify_the_plan():
     t = doc["training"]
     assert t["gpu_hours"] == pytest.approx(gpuh, rel=1e-5) and t["cost_usd"] == pytest.approx(cost, rel=1e-5)
     assert t["energy_kwh"] == pytest.approx(kwh, rel=1e-5) and t["wall_clock_days"] == pytest.approx(wall_d, rel=1e-5)
-    assert t["mfu"] == pytest.approx(mfu, rel=1e-5) and doc["model"]["params"] == pytest.approx(N, rel=1e-6)
+    assert t["mfu_steady_state"] == pytest.approx(mfu, rel=1e-5) and doc["model"]["params"] == pytest.approx(N,
+                                                                                                          rel=1e-6)
+    assert t["gpu_hours_p10"] == pytest.approx(gpuh * f10, rel=1e-5) and t["gpu_hours_p90"] == pytest.approx(
+        gpuh * f90, rel=1e-5)
 
 
 def test_table_shows_plan_alternatives_and_gpu_choice():

@@ -55,8 +55,10 @@ def test_training_block_comes_from_the_simulator(plan_1e22):
 def test_explain_arithmetic_holds(plan_1e22):
     p, t = plan_1e22, plan_1e22.training
     assert p.compute_flops == pytest.approx(6 * p.model.params * p.model.tokens, rel=1e-12)
-    assert t.ideal_time_s == pytest.approx(t.model_flops / (t.gpus * t.peak_flops_per_s * t.mfu), rel=1e-9)
-    assert t.wall_clock_days * 86400 == pytest.approx(t.ideal_time_s / t.goodput, rel=1e-9)
+    assert t.ideal_time_s == pytest.approx(t.model_flops / (t.gpus * t.peak_flops_per_s * t.mfu_steady_state),
+                                           rel=1e-9)
+    assert t.wall_clock_days * 86400 == pytest.approx(t.ideal_time_s / t.goodput * t.end_to_end_factor, rel=1e-9)
+    assert t.mfu == pytest.approx(t.model_flops / (t.gpu_hours * 3600 * t.peak_flops_per_s), rel=1e-9)
     assert t.gpu_hours == pytest.approx(t.gpus * t.wall_clock_days * 24, rel=1e-9)
     assert t.cost_usd == pytest.approx(t.gpu_hours * t.price_usd_per_gpu_hour, rel=1e-9)
     assert t.energy_kwh == pytest.approx(t.gpu_hours * (t.device_power_w + t.host_w_per_device) * t.pue / 1000,
@@ -67,10 +69,15 @@ def test_explain_arithmetic_holds(plan_1e22):
 
 def test_measured_mfu_override_scales_time():
     base = recommend(LAW, budget_flops=1e22, gpus=64, alternatives=False)
-    slow = recommend(LAW, budget_flops=1e22, gpus=64, mfu=base.training.mfu / 2, alternatives=False)
+    tuned = recommend(LAW, budget_flops=1e22, gpus=64, alternatives=False, efficiency="tuned")
+    slow = recommend(LAW, budget_flops=1e22, gpus=64, mfu=tuned.training.mfu_tuned / 2, alternatives=False)
     assert slow.training.mfu_provenance == "measured"
-    assert slow.training.mfu == pytest.approx(base.training.mfu / 2)
-    assert slow.training.ideal_time_s == pytest.approx(2 * base.training.ideal_time_s, rel=1e-9)
+    assert slow.training.mfu_steady_state == pytest.approx(tuned.training.mfu_tuned / 2)
+    assert slow.training.ideal_time_s == pytest.approx(2 * tuned.training.ideal_time_s, rel=1e-9)
+    # a measured MFU replaces the prior: no end-to-end factor, the step model's narrow band
+    assert slow.training.end_to_end_factor == 1.0
+    assert slow.training.gpu_hours_p90 / slow.training.gpu_hours_p10 < base.training.gpu_hours_p90 / \
+        base.training.gpu_hours_p10
 
 
 def test_default_gpu_count_is_the_smallest_power_of_two_of_nodes_within_90_days():
@@ -140,8 +147,31 @@ def test_uncertainty_bands_scale_with_compute():
     assert u.compute_flops.p10 < p.compute_flops < u.compute_flops.p90
     for band, point in ((u.wall_clock_days, t.wall_clock_days), (u.cost_usd, t.cost_usd), (u.gpu_hours, t.gpu_hours)):
         assert band.p10 < point < band.p90
-        assert band.p50 / point == pytest.approx(u.compute_flops.p50 / p.compute_flops, rel=1e-9)
+        # law and efficiency spread together: wider than either alone, in both directions
+        assert band.p90 / point > max(u.compute_flops.p90 / p.compute_flops, t.gpu_hours_p90 / t.gpu_hours)
+        assert band.p10 / point < min(u.compute_flops.p10 / p.compute_flops, t.gpu_hours_p10 / t.gpu_hours)
     assert 0.3 < u.probability_within_budget < 0.7 and 0.3 < u.probability_target_met < 0.7
+
+
+def test_efficiency_draws_match_the_estimates_band():
+    from scaling_planner.planning.uncertainty import efficiency_draws
+
+    e = np.exp(efficiency_draws(4000, 0.7, 1.6))
+    q10, q50, q90 = np.percentile(e, [10, 50, 90])
+    assert q10 == pytest.approx(0.7, rel=0.01) and q50 == pytest.approx(1.0, abs=0.01)
+    assert q90 == pytest.approx(1.6, rel=0.01)
+    assert np.array_equal(efficiency_draws(50, 0.7, 1.6), efficiency_draws(50, 0.7, 1.6))  # reproducible
+
+
+def test_probabilities_of_staying_within_limits_count_the_efficiency_spread():
+    p = recommend(LAW, budget_usd=2e6, deadline_days=60, alternatives=False)
+    u, t = p.uncertainty, p.training
+    # the budget objective spends the budget at the P50: even odds of staying within it
+    assert t.cost_usd == pytest.approx(2e6, rel=0.01)
+    assert 0.4 < u.probability_within_budget_usd < 0.6
+    assert t.wall_clock_days < 60 and u.probability_within_deadline > 0.5
+    tight = recommend(LAW, budget_usd=2e6, gpus=t.gpus, deadline_days=t.wall_clock_days * 1.05, alternatives=False)
+    assert tight.uncertainty.probability_within_deadline < u.probability_within_deadline
 
 
 def test_alternatives_reach_the_same_loss_and_cost_more_to_train(plan_1e22):

@@ -10,10 +10,10 @@ from scaling_planner.errors import InfeasibleError, InputError
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.simulate import efficiency as eff
 from scaling_planner.simulate.architecture import get_arch, shape_for_params
+from scaling_planner.simulate.estimate import simulate_training
 from scaling_planner.simulate.training import (
     evaluate_grid,
     layout_grid,
-    simulate_training,
     step_time,
 )
 
@@ -85,23 +85,49 @@ def test_simulate_contract_fields_and_consistency(h100):
     assert d["model"]["params"] == pytest.approx(8.03e9, rel=0.01) and d["model"]["tokens"] == 1e12
     assert d["search"]["candidates"] >= d["search"]["feasible"] > 0
     t = r.training
-    assert 0 < t.mfu <= t.hfu < 1
+    # end to end below steady state below the tuned stack; HFU >= MFU of the same step
+    assert 0 < t.mfu < t.mfu_steady_state <= t.hfu < 1 and t.mfu_steady_state < t.mfu_tuned < 1
     assert r.compute_flops == pytest.approx(get_arch("llama3-8b").megatron_flops_per_token() * 1e12)
-    # wall-clock = ideal / goodput; GPU-hours = G x wall-clock
-    assert t.wall_clock_days * 86400 == pytest.approx(t.ideal_time_s / t.goodput, rel=1e-6)
+    # wall-clock (P50) = ideal / goodput x end-to-end factor; GPU-hours = G x wall-clock
+    assert t.wall_clock_days * 86400 == pytest.approx(t.ideal_time_s / t.goodput * t.end_to_end_factor, rel=1e-6)
     assert t.gpu_hours == pytest.approx(64 * t.wall_clock_days * 24, rel=1e-6)
+    assert t.mfu == pytest.approx(r.compute_flops / (t.gpu_hours * 3600 * 989.5e12), rel=1e-6)
+    # the band brackets the P50 by the same factors for time, GPU-hours and cost
+    for key in ("wall_clock_days", "gpu_hours", "cost_usd"):
+        p10, p50, p90 = (getattr(t, f"{key}_p10"), getattr(t, key), getattr(t, f"{key}_p90"))
+        assert p10 < p50 < p90
+        assert p10 / p50 == pytest.approx(t.gpu_hours_p10 / t.gpu_hours) and p90 / p50 == pytest.approx(
+            t.gpu_hours_p90 / t.gpu_hours)
+    assert t.gpu_hours > t.gpu_hours_tuned and t.cost_usd > t.cost_usd_tuned
     assert t.memory_gib.total <= t.memory_gib.capacity
-    # the best is no slower per token than any runner-up
+    # the steady-state step's parts add up (stack traffic included)
+    tb = t.time_breakdown_s.model_dump()
+    parts = sum(v for k, v in tb.items() if k not in ("total", "dp_comm_hidden"))
+    assert parts == pytest.approx(tb["total"], rel=1e-9) and tb["stack_elementwise"] > 0
+    assert t.efficiency.source == "realised" and t.efficiency_source.startswith("prior: 24 published")
+
+
+def test_tuned_efficiency_is_the_step_model(h100):
+    r = simulate_training(get_arch("llama3-8b"), 1e12, h100, 64, efficiency="tuned")
+    t = r.training
+    assert t.end_to_end_factor == 1.0 and t.time_breakdown_s.stack_elementwise == 0.0
+    assert t.mfu_steady_state == pytest.approx(t.mfu_tuned)
+    assert t.gpu_hours == pytest.approx(t.gpu_hours_tuned) and t.efficiency_source.startswith("tuned")
+    # the best tuned layout is no slower per token than any runner-up
     best = t.step_time_s / t.layout.global_batch_tokens
     assert all(best <= x.step_time_s / x.layout.global_batch_tokens + 1e-15 for x in r.search.next_best)
-    assert t.efficiency.source == "model"
+    with pytest.raises(InputError, match="efficiency"):
+        simulate_training(get_arch("llama3-8b"), 1e12, h100, 64, efficiency="fast")
 
 
 def test_measured_mfu_replaces_model_and_says_so(h100):
-    base = simulate_training(get_arch("llama3-8b"), 1e12, h100, 64)
+    base = simulate_training(get_arch("llama3-8b"), 1e12, h100, 64, efficiency="tuned")
     r = simulate_training(get_arch("llama3-8b"), 1e12, h100, 64, measured_mfu=0.3)
-    assert r.training.mfu == 0.3 and r.training.efficiency.source == "measured MFU"
-    assert r.training.step_time_s == pytest.approx(base.training.step_time_s * base.training.mfu / 0.3)
+    t = r.training
+    assert t.mfu_steady_state == pytest.approx(0.3) and t.efficiency.source == "measured"
+    assert t.efficiency_source.startswith("measured: MFU 0.300 (--measured-mfu)")
+    assert t.step_time_s == pytest.approx(base.training.step_time_s * base.training.mfu_steady_state / 0.3)
+    assert t.end_to_end_factor == 1.0 and t.mfu == pytest.approx(0.3 * t.goodput)
 
 
 def test_price_override(h100):
@@ -128,7 +154,8 @@ def test_moe_search_uses_ep(h100):
 
 def test_405b_on_16k_h100(h100):
     r = simulate_training(get_arch("llama3-405b"), 15.6e12, h100, 16384)
-    assert 0.25 < r.training.mfu < 0.55  # Meta reports 38-43 % BF16 MFU (Llama 3 paper Table 4)
+    # Meta reports 38-43 % BF16 MFU for its tuned stack (Llama 3 paper Table 4)
+    assert 0.3 < r.training.mfu_tuned < 0.55
     assert r.training.layout.tp * r.training.layout.pp > 1
 
 

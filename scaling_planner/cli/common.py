@@ -47,7 +47,7 @@ def bounded(field: str, minimum: float = 0.0, maximum: float | None = None):
                                         maximum=maximum)), field)
 
 
-def positive_int(field: str):
+def positive_int(field: str, allow_zero: bool = False):
     def convert(text: str) -> int:
         import argparse
 
@@ -55,8 +55,8 @@ def positive_int(field: str):
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{field}: expected a whole number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{field}: must be >= 1, got {text!r}")
+        if value < (0 if allow_zero else 1):
+            raise argparse.ArgumentTypeError(f"{field}: must be >= {0 if allow_zero else 1}, got {text!r}")
         return value
 
     convert.__name__ = field

@@ -42,10 +42,16 @@ def add_plan_arguments(p) -> None:
     p.add_argument("--gpu", metavar="PROFILE", default="h100-sxm", help="hardware profile (default h100-sxm)")
     p.add_argument("--price", type=positive("price", allow_dollar=True), metavar="USD_PER_GPU_HOUR",
                    help="price per GPU-hour (default: the profile's dated price)")
-    p.add_argument("--mfu", type=positive("mfu"), metavar="FRACTION",
-                   help="a measured MFU (0-1) replacing the simulator's (provenance 'measured')")
+    p.add_argument("--mfu", "--measured-mfu", dest="mfu", type=positive("mfu"), metavar="FRACTION",
+                   help="a measured MFU (0-1) of your own stack replacing the efficiency prior (provenance "
+                        "'measured'; the band narrows to the step model's transfer error)")
+    p.add_argument("--efficiency", choices=("realised", "tuned"), default="realised",
+                   help="realised (default): what published runs really spent end to end, with a P10-P90 band; "
+                        "tuned: a tuned Megatron-class stack in steady state (plus failures)")
     p.add_argument("--inference-tokens", type=positive("inference_tokens"), metavar="T",
                    help="lifetime tokens served: adds the inference-optimal model (Sardana 2024) and lifetime cost")
+    p.add_argument("--inference-mfu", type=positive("inference_mfu"), metavar="FRACTION",
+                   help="MFU assumed for serving with --inference-tokens (default 0.25)")
     p.add_argument("--tokens-per-day", type=positive("tokens_per_day"), metavar="T",
                    help="serving demand, prompt + answer tokens per day (as planner serve): size the serving fleet "
                         "of the plan and of each alternative; lifetime cost = training + serving "
@@ -100,6 +106,10 @@ def check_plan_arguments(args) -> None:
                           f"or a fixed cluster --gpus G --deadline-days T{extra}")
     if args.mfu is not None and args.mfu > 1:
         usage_error(args, f"--mfu: must be a fraction in (0, 1], got {args.mfu:g}")
+    if args.inference_mfu is not None and args.inference_mfu > 1:
+        usage_error(args, f"--inference-mfu: must be a fraction in (0, 1], got {args.inference_mfu:g}")
+    if args.inference_mfu is not None and args.inference_tokens is None:
+        usage_error(args, "--inference-mfu: needs --inference-tokens")
     if (args.tokens_per_day is None) != (args.serving_days is None):
         usage_error(args, "--tokens-per-day and --serving-days: give both (a demand and how many days it lasts)")
     if args.tokens_per_day is None and any(getattr(args, k) is not None for k in _SERVING_OPTIONS.values()):
@@ -130,11 +140,13 @@ def plan_from_arguments(args):
                      budget_gpu_hours=args.gpu_hours, gpus=args.gpus, deadline_days=args.deadline_days,
                      gpu=args.gpu, price_usd_per_hour=args.price, mfu=args.mfu,
                      inference_tokens=args.inference_tokens, unique_tokens=args.unique_tokens,
+                     **({"inference_mfu": args.inference_mfu} if args.inference_mfu is not None else {}),
                      experts=args.experts, top_k=args.top_k, tokens_per_day=args.tokens_per_day,
                      serving_days=args.serving_days,
                      serving_options={k: getattr(args, a) for k, a in _SERVING_OPTIONS.items()
                                       if getattr(args, a) is not None},
-                     calibration="latest" if args.calibrated else None, calibration_dir=args.calibration_dir)
+                     calibration="latest" if args.calibrated else None, calibration_dir=args.calibration_dir,
+                     efficiency=args.efficiency)
 
 
 def run(args) -> int:
@@ -178,7 +190,7 @@ def _short_provenance(text: str) -> str:
     if text.startswith("measured: ") or text.startswith("simulated with the measured matmul"):
         rec_id = text.split(" measurement ", 1)[1].split()[0]
         return ("measured, calibration " if text.startswith("measured") else "measured matmul, calibration ") + rec_id
-    return text
+    return "simulated from the profile" if text == "profile default" else text
 
 
 def render(rec) -> str:
@@ -210,25 +222,42 @@ def render(rec) -> str:
     ]
     t = rec.training
     if t is not None:
+        def tband(b, p10, p90, fmt):
+            # the law and efficiency spread when the law has draws, else the efficiency spread alone
+            return span(b, fmt) if b is not None else f"{fmt(p10)} .. {fmt(p90)}"
+
         rows += [
             ["GPUs", f"{t.gpus} x {t.gpu}", ""],
             ["layout", _lay(t.layout), ""],
-            ["MFU (model FLOPs)", f"{t.mfu:.1%} ({_short_provenance(t.mfu_provenance)})", ""],
+            ["MFU (model FLOPs)", f"{t.mfu:.1%} end to end ({_short_provenance(t.mfu_provenance)})",
+             f"tuned stack {t.mfu_tuned:.1%}"],
             ["wall-clock", f"{t.wall_clock_days:.1f} days",
-             span(u.wall_clock_days, lambda x: f"{x:.1f}") if u else ""],
+             tband(u.wall_clock_days if u else None, t.wall_clock_days_p10, t.wall_clock_days_p90,
+                   lambda x: f"{x:.1f}")],
             ["GPU-hours", format_si(t.gpu_hours),
-             span(u.gpu_hours, format_si) if u else ""],
+             tband(u.gpu_hours if u else None, t.gpu_hours_p10, t.gpu_hours_p90, format_si)],
             ["cost", f"{format_usd(t.cost_usd)} at ${t.price_usd_per_gpu_hour:.2f}/GPU-h",
-             span(u.cost_usd, format_usd) if u else ""],
+             tband(u.cost_usd if u else None, t.cost_usd_p10, t.cost_usd_p90, format_usd)],
+            ["tuned stack (steady state)", f"{t.wall_clock_days_tuned:.1f} days, {format_si(t.gpu_hours_tuned)} "
+                                           f"GPU-h, {format_usd(t.cost_usd_tuned)}", "a tuned Megatron-class stack"],
             ["energy", f"{format_si(t.energy_kwh)} kWh, {format_si(t.co2_kg)} kg CO2", ""],
         ]
-    lines.append(table(rows, ["", "plan", "P10 .. P90 over the law's spread" if u else ""]))
+    lines.append(table(rows, ["", "plan (P50)" if t is not None else "plan",
+                              "P10 .. P90 (law and efficiency spread)" if u else
+                              ("P10 .. P90 (efficiency spread)" if t is not None else "")]))
     if t is not None:
         lines.append(f"  GPU count: {t.gpus_source}")
+        lines.append(f"  efficiency: {t.efficiency_source}")
     if u and u.probability_target_met is not None:
         lines.append(f"\n  Probability that N, D above reach the target under the law's spread: "
                      f"{100 * u.probability_target_met:.0f}% ({u.draws} bootstrap draws); that the target is "
                      f"reached within the planned compute: {100 * u.probability_within_budget:.0f}%")
+    if u:
+        for label, value in (("budget", u.probability_within_budget_usd),
+                             ("GPU-hour budget", u.probability_within_gpu_hours),
+                             ("deadline", u.probability_within_deadline)):
+            if value is not None:
+                lines.append(f"  Probability of staying within the {label}: {100 * value:.0f}%")
         if u.scaling_note:
             lines.append(f"  ({u.scaling_note})")
     if rec.alternatives:

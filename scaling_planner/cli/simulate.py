@@ -23,6 +23,17 @@ def register(subparsers) -> None:
     parser.add_argument("--gpu", required=True, metavar="PROFILE", help="hardware profile, e.g. h100-sxm")
     parser.add_argument("--gpus", type=positive_int("gpus"), required=True, help="number of devices G")
     parser.add_argument("--arch", metavar="NAME", help="a catalog architecture (llama3-70b, gpt3-175b, ...)")
+    parser.add_argument("--experts", type=positive_int("experts"), metavar="X",
+                        help="an MoE with X routed experts per layer (with --params, the total parameters)")
+    parser.add_argument("--top-k", type=positive_int("top-k"), metavar="K",
+                        help="experts active per token (default 2; needs --experts)")
+    parser.add_argument("--active-params", type=positive("active-params"), metavar="N",
+                        help="parameters active per token (needs --experts); sets the backbone and expert width")
+    parser.add_argument("--shared-experts", type=positive_int("shared-experts", allow_zero=True), metavar="S",
+                        default=0, help="always-active shared experts per layer (DeepSeekMoE, Llama 4; default 0)")
+    parser.add_argument("--efficiency", choices=("realised", "tuned"), default="realised",
+                        help="realised (default): what published runs really spent end to end, with a P10-P90 band; "
+                             "tuned: a tuned Megatron-class stack in steady state (plus failures)")
     parser.add_argument("--seq-len", type=positive_int("seq-len"), help="sequence length (default 4096 or the arch's)")
     parser.add_argument("--global-batch", type=positive_int("global-batch"),
                         help="sequences per step (default ~max(4M, 1024 x G) tokens)")
@@ -61,11 +72,19 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..hardware.profiles import get_profile
-    from ..simulate.architecture import get_arch, shape_for_params
-    from ..simulate.training import DEFAULT_DP_OVERLAP, simulate_training
+    from ..simulate.architecture import get_arch, moe_shape_for_params, shape_for_params
+    from ..simulate.estimate import simulate_training
+    from ..simulate.training import DEFAULT_DP_OVERLAP
 
     profile = get_profile(args.gpu)
+    moe = args.experts is not None
+    if not moe and (args.top_k is not None or args.active_params is not None or args.shared_experts):
+        flag = "top-k" if args.top_k is not None else "active-params" if args.active_params is not None \
+            else "shared-experts"
+        raise InputError(flag, "describes an MoE: give --experts X too")
     if args.arch:
+        if moe:
+            raise InputError("experts", "give an MoE shape by --experts with --params, or a catalog --arch, not both")
         arch = get_arch(args.arch)
         if args.seq_len:
             arch = arch.with_seq_len(args.seq_len)
@@ -74,7 +93,11 @@ def run(args: argparse.Namespace) -> int:
                                        "give one of --params or --arch")
     elif args.params is not None:
         kw = {"seq_len": args.seq_len} if args.seq_len else {}
-        arch = shape_for_params(args.params, **kw)
+        if moe:
+            arch = moe_shape_for_params(args.params, experts=args.experts, top_k=args.top_k or 2,
+                                        active_params=args.active_params, shared_experts=args.shared_experts, **kw)
+        else:
+            arch = shape_for_params(args.params, **kw)
     else:
         raise InputError("params", "give --params N or --arch NAME")
     if args.measured_mfu is not None and args.measured_mfu > 1:
@@ -94,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
         use = resolve("latest", args.calibration_dir, profile.name, args.precision, explicit_mfu=mfu,
                       explicit_matmul_flops_per_s=matmul)
         measured = use.simulator_inputs(mfu, matmul)
+        if mfu is None and use.training_record is not None:
+            measured["measured_source"] = f"calibration record {use.training_record}"
     result = simulate_training(
         arch, args.tokens, profile, args.gpus, params=args.params, global_batch=args.global_batch,
         precision=args.precision, price_usd_per_hour=args.price, **measured,
         dp_overlap=overlap, flash_attention=not args.no_flash_attention, top=args.top,
-        pipeline_engine=args.pipeline_engine,
+        pipeline_engine=args.pipeline_engine, efficiency=args.efficiency,
         energy_options={k: v for k, v in (("pue", args.pue), ("grid_kg_co2_per_kwh", args.grid_co2))
                         if v is not None},
         reliability_options={k: v for k, v in (
@@ -138,14 +163,26 @@ def _print(r) -> None:
     print(f"\nBest layout on {t.gpus} x {t.gpu} ({t.precision}): {_lay(t.layout)}, "
           f"global batch {t.layout.global_batch} seqs ({format_si(t.layout.global_batch_tokens)} tokens)")
     rows = [
-        ["step time", f"{t.step_time_s:.3f} s"], ["throughput", f"{format_si(t.tokens_per_s)} tokens/s"],
-        ["MFU (model FLOPs)", f"{t.mfu:.1%}"], ["HFU (with recompute)", f"{t.hfu:.1%}"],
+        ["wall-clock", f"{t.wall_clock_days:.1f} days",
+         f"{t.wall_clock_days_p10:.1f} .. {t.wall_clock_days_p90:.1f} days", f"{t.wall_clock_days_tuned:.1f} days"],
+        ["GPU-hours", format_si(t.gpu_hours), f"{format_si(t.gpu_hours_p10)} .. {format_si(t.gpu_hours_p90)}",
+         format_si(t.gpu_hours_tuned)],
+        ["cost", format_usd(t.cost_usd), f"{format_usd(t.cost_usd_p10)} .. {format_usd(t.cost_usd_p90)}",
+         format_usd(t.cost_usd_tuned)],
+        ["MFU (model FLOPs)", f"{t.mfu:.1%} end to end", "", f"{t.mfu_tuned:.1%}"],
+    ]
+    print(table(rows, ["", "P50", "P10 .. P90", "tuned stack"]))
+    rows = [
+        ["step time", f"{t.step_time_s:.3f} s (steady state, MFU {t.mfu_steady_state:.1%}, "
+                      f"HFU {t.hfu:.1%})"],
+        ["throughput", f"{format_si(t.tokens_per_s)} tokens/s"],
         ["ideal time", f"{t.ideal_time_s / 86400:.1f} days"], ["goodput", f"{t.goodput:.1%}"],
-        ["wall-clock", f"{t.wall_clock_days:.1f} days"], ["GPU-hours", format_si(t.gpu_hours)],
-        ["cost", f"{format_usd(t.cost_usd)} at ${t.price_usd_per_gpu_hour:.2f}/GPU-h ({t.price_source})"],
+        ["end-to-end factor", f"x{t.end_to_end_factor:.2f}"],
+        ["price", f"${t.price_usd_per_gpu_hour:.2f}/GPU-h ({t.price_source})"],
         ["energy", f"{format_si(t.energy_kwh)} kWh, {format_si(t.co2_kg)} kg CO2"],
-        ["efficiency", f"{t.efficiency.source}; matmul fraction {t.efficiency.achievable_matmul_fraction:.2f} "
-                       f"({t.efficiency.achievable_matmul_source})"],
+        ["efficiency", t.efficiency_source],
+        ["matmul", f"fraction {t.efficiency.achievable_matmul_fraction:.2f} "
+                   f"({t.efficiency.achievable_matmul_source})"],
     ]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows))

@@ -119,6 +119,8 @@ class HardwareProfile(_Strict):
     memory_gib: PositiveFloat
     memory_bandwidth_gb_per_s: PositiveFloat
     devices_per_node: int = Field(ge=1)
+    devices_per_host: int | None = Field(None, ge=1, description="TPU: chips per host; a run above one ICI "
+                                         "domain (devices_per_node) splits into equal slices of whole hosts")
     intra_node: Link
     inter_node: Link
     tdp_w: PositiveFloat

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from ..errors import InputError
 from .calibration import CalibrationUse, resolve
-from .training import PRECISION, Simulator, node_size
+from .training import PRECISION, Simulator
 
 
 def load_profile(name):
@@ -61,14 +61,19 @@ def resolve_hardware(request) -> Hardware:
     records; the MFU the simulator uses is the explicit ``mfu``, else the calibrated one."""
     if request.gpu is None:
         return Hardware(None, None, None, [])
+    from ..simulate.estimate import device_domain
+
     profile = load_profile(request.gpu)
-    gpus, node = request.gpus, node_size(profile)
-    if gpus is not None and gpus > node and gpus % node:
-        raise InputError("gpus", f"must be <= {node} or a multiple of the {node} devices per node of "
-                                 f"{profile.name}, got {gpus}")
+    if request.gpus is not None:
+        device_domain(profile, request.gpus)  # InputError for a count the hardware is not allocated in
     if request.calibration is None:
-        return Hardware(profile, Simulator(profile, request.price_usd_per_hour, request.mfu, PRECISION), None, [])
+        return Hardware(profile, Simulator(profile, request.price_usd_per_hour, request.mfu, PRECISION,
+                                           efficiency=request.efficiency), None, [])
     use = resolve(request.calibration, request.calibration_dir, profile.name, PRECISION, explicit_mfu=request.mfu)
     measured = use.simulator_inputs(mfu=request.mfu)
+    source = None
+    if request.mfu is None and use.training_record is not None:
+        source = f"calibration record {use.training_record}"
     return Hardware(profile, Simulator(profile, request.price_usd_per_hour, measured["measured_mfu"], PRECISION,
-                                       measured["measured_matmul_flops_per_s"]), use, use.plan_notes())
+                                       measured["measured_matmul_flops_per_s"], efficiency=request.efficiency,
+                                       measured_source=source), use, use.plan_notes())

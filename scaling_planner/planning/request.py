@@ -96,6 +96,7 @@ class PlanRequest(NamedTuple):
     tokens_per_day: float | None
     serving_days: float | None
     serving_options: dict | None
+    efficiency: str = "realised"
 
     @property
     def target_days(self) -> float:
@@ -106,9 +107,12 @@ class PlanRequest(NamedTuple):
     def validated(cls, *, target_loss, budget_flops, budget_usd, budget_gpu_hours, gpus, deadline_days, gpu,
                   price_usd_per_hour, mfu, inference_tokens, inference_mfu, near_optimal_rel_tol, alternatives,
                   calibration, calibration_dir, unique_tokens, experts, top_k, tokens_per_day, serving_days,
-                  serving_options) -> PlanRequest:
+                  serving_options, efficiency="realised") -> PlanRequest:
         """The request, or InputError for the first problem (module docstring)."""
+        from ..simulate.end_to_end import check_mode
+
         objective = _objective(target_loss, budget_flops, budget_usd, budget_gpu_hours, gpus, deadline_days)
+        check_mode(efficiency)
         if target_loss is not None:
             target_loss = number(target_loss, "target_loss")
         budget_flops = positive(budget_flops, "budget_flops")
@@ -144,4 +148,4 @@ class PlanRequest(NamedTuple):
                    inference_mfu=inference_mfu, near_optimal_rel_tol=near_optimal_rel_tol, alternatives=alternatives,
                    calibration=calibration, calibration_dir=calibration_dir, unique_tokens=unique_tokens,
                    experts=experts, top_k=top_k, tokens_per_day=tokens_per_day, serving_days=serving_days,
-                   serving_options=serving_options)
+                   serving_options=serving_options, efficiency=efficiency)

@@ -34,20 +34,33 @@ class TrainingChoice(BaseModel):
     shape: str = Field(description="the transformer shape simulated for N")
     model_flops: float = Field(description="the simulator's model FLOPs of the run (Megatron count, a count)")
     peak_flops_per_s: float = Field(description="dense peak per GPU at this precision (a rate)")
-    mfu: float = Field(description="model FLOPs utilisation (model FLOPs, no recompute, dense peak)")
+    mfu: float = Field(description="expected realised MFU end to end (model FLOPs, no recompute, dense peak)")
     mfu_provenance: str = Field(
         description="'measured' (--mfu), 'measured: <calibration record>', 'simulated with the measured matmul "
         "rate of <calibration record>' or 'profile default' (simulated from the profile)")
     predicted_mfu: float = Field(description="the simulator's MFU for this layout, before any override")
+    mfu_steady_state: float = Field(description="MFU of the chosen layout's steady-state step")
+    mfu_tuned: float = Field(description="the step model's MFU for a tuned Megatron-class stack")
+    efficiency_source: str = Field(description="the prior or measurement behind the figures")
     step_time_s: float
     tokens_per_s: float
-    ideal_time_s: float = Field(description="model_flops / (gpus x peak x mfu): failure-free time")
+    ideal_time_s: float = Field(description="model_flops / (gpus x peak x steady-state MFU): failure-free time")
     goodput: float
-    wall_clock_days: float = Field(description="ideal time / goodput")
-    gpu_hours: float
+    end_to_end_factor: float = Field(description="what published runs spend beyond steady state and failures")
+    wall_clock_days: float = Field(description="P50: ideal time / goodput x end_to_end_factor")
+    wall_clock_days_p10: float
+    wall_clock_days_p90: float
+    gpu_hours: float = Field(description="P50")
+    gpu_hours_p10: float
+    gpu_hours_p90: float
+    gpu_hours_tuned: float = Field(description="tuned stack: steady state plus failures and checkpoints")
+    wall_clock_days_tuned: float
     price_usd_per_gpu_hour: float
     price_source: str
-    cost_usd: float
+    cost_usd: float = Field(description="P50")
+    cost_usd_p10: float
+    cost_usd_p90: float
+    cost_usd_tuned: float
     energy_kwh: float = Field(description="facility energy (PUE and host power included)")
     co2_kg: float
     device_power_w: float
@@ -61,11 +74,14 @@ class Simulator:
     """Simulates (N, D) on a profile, memoised; a layout that cannot fit is ``None``.
 
     ``mfu`` replaces the simulator's predicted MFU; ``matmul_flops_per_s`` (a measured bf16 GEMM
-    rate) replaces the profile's achievable-matmul prior. ``calls`` counts the simulations run."""
+    rate) replaces the profile's achievable-matmul prior; ``efficiency`` is ``"realised"`` (end to
+    end, the default) or ``"tuned"``. ``calls`` counts the simulations run."""
 
-    def __init__(self, profile, price, mfu, precision="bf16", matmul_flops_per_s=None):
+    def __init__(self, profile, price, mfu, precision="bf16", matmul_flops_per_s=None, *, efficiency="realised",
+                 measured_source=None):
         self.profile, self.price, self.mfu, self.precision = profile, price, mfu, precision
         self.matmul_flops_per_s = matmul_flops_per_s
+        self.efficiency, self.measured_source = efficiency, measured_source
         self.cache: dict = {}
         self.calls = 0
 
@@ -73,14 +89,15 @@ class Simulator:
         key = (float(N), float(D), int(G))
         if key not in self.cache:
             from ..simulate.architecture import shape_for_params
-            from ..simulate.training import simulate_training
+            from ..simulate.estimate import simulate_training
 
             self.calls += 1
             try:
                 self.cache[key] = simulate_training(
                     shape_for_params(N), D, self.profile, int(G), params=N, precision=self.precision,
                     price_usd_per_hour=self.price, measured_mfu=self.mfu,
-                    measured_matmul_flops_per_s=self.matmul_flops_per_s, top=0)
+                    measured_matmul_flops_per_s=self.matmul_flops_per_s, top=0, efficiency=self.efficiency,
+                    measured_source=self.measured_source)
             except InfeasibleError:
                 self.cache[key] = None
         return self.cache[key]
@@ -152,11 +169,16 @@ def training_choice(res, gpus_source: str, profile, precision: str, provenance: 
         layout=t.layout.model_dump(), shape=f"{res.model.n_layers} layers, d_model {res.model.d_model}, "
         f"{res.model.n_heads} heads, {res.model.params / 1e9:.3g}B params ({res.model.shape_source})",
         model_flops=res.compute_flops, peak_flops_per_s=float(profile.peak_flops_per_s(precision)),
-        mfu=t.mfu, mfu_provenance=provenance,
+        mfu=t.mfu, mfu_provenance=provenance, mfu_steady_state=t.mfu_steady_state, mfu_tuned=t.mfu_tuned,
+        efficiency_source=t.efficiency_source,
         predicted_mfu=t.efficiency.predicted_mfu, step_time_s=t.step_time_s, tokens_per_s=t.tokens_per_s,
-        ideal_time_s=t.ideal_time_s, goodput=t.goodput, wall_clock_days=t.wall_clock_days,
-        gpu_hours=t.gpu_hours, price_usd_per_gpu_hour=t.price_usd_per_gpu_hour, price_source=t.price_source,
-        cost_usd=t.cost_usd, energy_kwh=t.energy_kwh, co2_kg=t.co2_kg,
+        ideal_time_s=t.ideal_time_s, goodput=t.goodput, end_to_end_factor=t.end_to_end_factor,
+        wall_clock_days=t.wall_clock_days, wall_clock_days_p10=t.wall_clock_days_p10,
+        wall_clock_days_p90=t.wall_clock_days_p90, gpu_hours=t.gpu_hours, gpu_hours_p10=t.gpu_hours_p10,
+        gpu_hours_p90=t.gpu_hours_p90, gpu_hours_tuned=t.gpu_hours_tuned, wall_clock_days_tuned=t.wall_clock_days_tuned,
+        price_usd_per_gpu_hour=t.price_usd_per_gpu_hour, price_source=t.price_source,
+        cost_usd=t.cost_usd, cost_usd_p10=t.cost_usd_p10, cost_usd_p90=t.cost_usd_p90, cost_usd_tuned=t.cost_usd_tuned,
+        energy_kwh=t.energy_kwh, co2_kg=t.co2_kg,
         device_power_w=float(device_power_w(profile.tdp_w, DEFAULT_TRAINING_UTILIZATION,
                                             getattr(profile, "idle_w", None))),
         host_w_per_device=DEFAULT_HOST_W_PER_DEVICE, pue=DEFAULT_PUE,

@@ -6,10 +6,15 @@ the model's ``loss_band``); the compute-optimal N_k(C), D_k(C) at the plan's com
 Eq. 4); for a target loss L, the compute C_k(L) each draw needs (Besiroglu 2024 closed form), the
 share of draws with L_k(N, D) <= L and with C_k(L) <= C, and the plan's wall-clock, GPU-hours
 and cost scaled by C_k(L)/C at the plan's layout, GPU count and MFU (first order, not
-re-simulated). Under a unique-token cap the same bands come from Muennighoff 2023's L(N, D, U) per
-draw: each draw's constrained optimum at C (a scan, :meth:`DataConstrainedMode.allocate_draws`)
-and the least compute whose constrained optimum reaches the target (a bisection,
-:meth:`DataConstrainedMode.compute_for_loss_draws`), over up to 1,000 evenly thinned draws.
+re-simulated). The training figures also carry the *efficiency* spread of the training estimate
+(its P10 / P90, :mod:`scaling_planner.simulate.end_to_end`): each law draw is paired with an
+efficiency draw (a two-piece log-normal through the estimate's P10, P50 and P90, stratified and
+paired by a fixed permutation, so the output is reproducible), and the probabilities of staying
+within a dollar, GPU-hour or deadline limit count both spreads. Under a unique-token cap the same
+bands come from Muennighoff 2023's L(N, D, U) per draw: each draw's constrained optimum at C (a
+scan, :meth:`DataConstrainedMode.allocate_draws`) and the least compute whose constrained optimum
+reaches the target (a bisection, :meth:`DataConstrainedMode.compute_for_loss_draws`), over up to
+1,000 evenly thinned draws.
 
 numpy loads inside the functions (the package's rule; the law has loaded it already).
 """
@@ -46,24 +51,20 @@ class Uncertainty(BaseModel):
     probability_within_budget: float | None = Field(
         None, description="share of draws whose compute-optimal model reaches the target within the planned compute"
     )
+    probability_within_budget_usd: float | None = Field(
+        None, description="share of (law, efficiency) draws whose training cost stays within budget_usd")
+    probability_within_gpu_hours: float | None = Field(
+        None, description="share of (law, efficiency) draws whose GPU-hours stay within budget_gpu_hours")
+    probability_within_deadline: float | None = Field(
+        None, description="share of (law, efficiency) draws whose wall-clock stays within deadline_days")
     scaling_note: str = ""
 
 
 def percentiles(v, qs):
-    """numpy's default ("linear") percentiles of a 1-D array, by one sort: the value at rank
-    q/100·(n − 1), interpolated between neighbours (inf where a +inf neighbour is involved).
-    ``np.percentile`` gives the same numbers but imports ``numpy.ma`` on first use (~10 ms of
-    ``planner recommend``'s start-up)."""
-    import numpy as np
+    """numpy's default percentiles of a 1-D array (:func:`scaling_planner.stats.percentiles`)."""
+    from ..stats import percentiles as _percentiles
 
-    v = np.sort(v)
-    pos = np.asarray(qs, dtype=float) / 100.0 * (v.size - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, v.size - 1)
-    frac = pos - lo
-    with np.errstate(invalid="ignore"):  # +inf values (unreachable draws) sort last and stay inf
-        inner = v[lo] + (v[hi] - v[lo]) * frac
-    return np.where(frac == 0, v[lo], np.where(np.isinf(v[hi]), v[hi], inner))
+    return _percentiles(v, qs)
 
 
 def band(values, unreachable_is_inf: bool = False) -> Band:
@@ -94,10 +95,46 @@ def loss_band(law, dc, N: float, D: float) -> Band | None:
     return band(dc.loss_draws(N, D) if dc is not None else loss(law.draws(), N, D))
 
 
+def efficiency_draws(k: int, p10_factor: float, p90_factor: float):
+    """``k`` log-multipliers of the training estimate's efficiency spread: a two-piece log-normal with
+    median 0 whose 10th and 90th percentiles are log(p10_factor) and log(p90_factor), at stratified
+    quantiles (j + 0.5)/k in a fixed random order (seed 0), so they pair with the law's draws
+    without a correlation and the plan is reproducible."""
+    from statistics import NormalDist
+
+    import numpy as np
+
+    from ..simulate.end_to_end import two_piece_sigmas
+
+    lo, hi = two_piece_sigmas(p10_factor, p90_factor)
+    inv = NormalDist().inv_cdf
+    z = np.array([inv((j + 0.5) / k) for j in range(k)])
+    z = z[np.random.default_rng(0).permutation(k)]
+    return np.where(z < 0, z * lo, z * hi)
+
+
+def _training_bands(u: dict, training, ratio, limits: dict, unreachable: bool) -> None:
+    """Fill ``u`` with the training figures' bands (law ratio x efficiency) and the limit probabilities."""
+    import numpy as np
+
+    eff = np.exp(efficiency_draws(len(ratio), training.gpu_hours_p10 / training.gpu_hours,
+                                  training.gpu_hours_p90 / training.gpu_hours))
+    scale = ratio * eff
+    wall, hours, cost = (training.wall_clock_days * scale, training.gpu_hours * scale, training.cost_usd * scale)
+    u["wall_clock_days"] = band(wall, unreachable_is_inf=unreachable)
+    u["gpu_hours"] = band(hours, unreachable_is_inf=unreachable)
+    u["cost_usd"] = band(cost, unreachable_is_inf=unreachable)
+    for key, limit, values in (("probability_within_budget_usd", limits.get("budget_usd"), cost),
+                               ("probability_within_gpu_hours", limits.get("budget_gpu_hours"), hours),
+                               ("probability_within_deadline", limits.get("deadline_days"), wall)):
+        if limit is not None:
+            u[key] = float(np.mean(values <= limit * (1 + 1e-9)))
+
+
 def uncertainty_for(law, dc, objective: str, target_loss: float | None, C: float, N: float, D: float,
-                    training) -> tuple[Uncertainty | None, list[str]]:
+                    training, limits: dict | None = None) -> tuple[Uncertainty | None, list[str]]:
     """The plan's :class:`Uncertainty` (module docstring) and its notes; None with a note for a law
-    without draws."""
+    without draws. ``limits``: the request's budget_usd, budget_gpu_hours and deadline_days."""
     import numpy as np
 
     from ..laws.chinchilla import compute_for_loss, loss, optimal_params, optimal_tokens
@@ -117,6 +154,7 @@ def uncertainty_for(law, dc, objective: str, target_loss: float | None, C: float
             notes.append(f"data-constrained: the bands use {k} of the law's {len(law.samples)} draws (evenly "
                          "thinned: each draw's allocation under the cap is a scan, its compute a bisection)")
     u = dict(draws=k, optimal_params=band(n_draws), optimal_tokens=band(d_draws))
+    ratio = np.ones(k)
     if objective == "target_loss":
         if dc is None:
             c_draws = np.asarray(compute_for_loss(draws, target_loss), dtype=float)
@@ -127,11 +165,13 @@ def uncertainty_for(law, dc, objective: str, target_loss: float | None, C: float
         u["compute_flops"] = band(c_draws, unreachable_is_inf=True)
         u["probability_target_met"] = float(np.mean(reached))
         u["probability_within_budget"] = float(np.mean(c_draws <= C))
-        if training is not None:
-            ratio = c_draws / C
-            u["wall_clock_days"] = band(training.wall_clock_days * ratio, unreachable_is_inf=True)
-            u["gpu_hours"] = band(training.gpu_hours * ratio, unreachable_is_inf=True)
-            u["cost_usd"] = band(training.cost_usd * ratio, unreachable_is_inf=True)
-            u["scaling_note"] = ("wall-clock, GPU-hours and cost scale with each draw's compute at the plan's "
-                                 "layout, GPU count and MFU (a first-order band, not re-simulated)")
+        ratio = c_draws / C
+    if training is not None:
+        _training_bands(u, training, ratio, limits or {}, objective == "target_loss")
+        u["scaling_note"] = (
+            ("wall-clock, GPU-hours and cost scale with each draw's compute at the plan's layout, GPU count and "
+             "efficiency (a first-order band, not re-simulated), times an efficiency draw"
+             if objective == "target_loss" else
+             "wall-clock, GPU-hours and cost at the plan's compute: the efficiency spread only")
+            + f" ({training.efficiency_source.split(':')[0]})")
     return Uncertainty(**u), notes

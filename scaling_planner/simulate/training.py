@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InfeasibleError, InputError
+from ..errors import InputError
 from . import efficiency as eff
 from .architecture import Architecture
 from .memory import RECOMPUTE_FULL, RECOMPUTE_PARTIAL, RECOMPUTE_SELECTIVE, stage_param_counts
@@ -232,7 +232,8 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
     total = pipeline + dp_exposed + optimizer + emb_sync
     # a less fused stack's extra elementwise traffic, per byte per hidden element: forward, backward
     # (twice the forward's), a full recompute's second forward, on every micro-batch and in the bubble
-    unfused = (m + (p - 1.0) / v) * layers * np.where(full, 4.0, 3.0) * lt["unfused_unit"]
+    passes = (m + (p - 1.0) / v) * layers * np.where(full, 4.0, 3.0)
+    unfused = passes * lt["unfused_unit"]
     # FLOPs per GPU per step (model: no recompute; hardware: with recompute)
     model_flops_gpu = m * (layers * 3.0 * lt["flops"] + logit_flops)
     hw_flops_gpu = model_flops_gpu + m * layers * re_flops
@@ -253,6 +254,8 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
         "model_flops_per_gpu": model_flops_gpu,
         "hardware_flops_per_gpu": hw_flops_gpu,
         "unfused_s_per_byte": unfused,
+        # ... and per extra kernel launched per layer forward (eager dispatch of unfused ops)
+        "unfused_s_per_kernel": passes * eff.KERNEL_OVERHEAD_S,
     }
 
 
@@ -261,7 +264,7 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
 # =================================================================================================
 from dataclasses import dataclass, field  # noqa: E402
 
-from .memory import RECOMPUTE_NAMES, memory_breakdown  # noqa: E402
+from .memory import memory_breakdown  # noqa: E402
 
 REASONS = ("feasible", "memory", "batch", "interleave", "expert")
 REASON_MEMORY, REASON_BATCH, REASON_INTERLEAVE, REASON_EXPERT = 1, 2, 3, 4
@@ -452,208 +455,3 @@ def search_layouts(arch: Architecture, rates: eff.DeviceRates, n_devices: int, *
     feasible = np.flatnonzero(res["reason"] == 0)
     order = feasible[np.lexsort((res["mem"]["total"][feasible], res["time_per_token"][feasible]))]
     return SearchOutcome(grid, res, order, time.perf_counter() - t0)
-
-
-def _layout(grid, i):
-    from ..plan import Layout
-
-    return Layout(
-        tp=int(grid["t"][i]), pp=int(grid["p"][i]), dp=int(grid["d"][i]), ep=int(grid["e"][i]),
-        micro_batch=int(grid["b"][i]), micro_batches=int(grid["m"][i]), interleave=int(grid["v"][i]),
-        recompute=RECOMPUTE_NAMES[int(grid["recompute"][i])], zero_stage=int(grid["zero"][i]),
-        recompute_fraction=float(grid["recompute_fraction"][i]) if "recompute_fraction" in grid
-        else float(grid["recompute"][i] == RECOMPUTE_FULL),
-        sequence_parallel=bool(grid["sp"][i]), global_batch=int(grid["B"][i]),
-        global_batch_tokens=int(grid["B"][i]) * 0,  # filled by caller
-    )
-
-
-def _reject_detail(code: int, excess: float, grid, i) -> str:
-    if code == REASON_MEMORY:
-        return f"needs {excess / 2**30:.2f} GiB more than the device has per GPU"
-    if code == REASON_BATCH and grid["B"][i] > BATCH_SLACK * grid["B_target"][i]:
-        return (f"micro-batch x DP = {int(grid['b'][i] * grid['d'][i])} sequences exceeds the global batch "
-                f"of {grid['B_target'][i]:.0f} by {excess:.0f}")
-    if code == REASON_BATCH:
-        return (f"global batch {int(grid['B'][i])} is not a multiple of micro-batch x DP = "
-                f"{int(grid['b'][i] * grid['d'][i])} (remainder {int(excess)})")
-    if code == REASON_INTERLEAVE:
-        return (f"interleaving {int(grid['v'][i])} needs micro-batches ({int(grid['m'][i])}) divisible by PP "
-                f"({int(grid['p'][i])}) and layers per stage divisible by {int(grid['v'][i])}")
-    return "expert parallelism does not divide the experts"
-
-
-GIB = float(2**30)
-
-
-def simulate_training(
-    arch: Architecture, tokens: float, profile, n_devices: int, *, params: float | None = None,
-    global_batch: int | None = None, precision: str = "bf16", price_usd_per_hour: float | None = None,
-    measured_mfu: float | None = None, measured_matmul_flops_per_s: float | None = None,
-    dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True, top: int = 5,
-    energy_options: dict | None = None, reliability_options: dict | None = None,
-    pipeline_engine: str = "megatron",
-):
-    """Best layout for training ``arch`` on ``tokens`` with ``n_devices`` of ``profile``; a SimulationResult.
-
-    ``energy_options`` go to :func:`energy.training_energy_cost` (pue, grid_kg_co2_per_kwh,
-    host_w_per_device, utilization) and ``reliability_options`` to :func:`reliability.goodput`
-    (interruptions_per_device_hour, storage_write_bytes_per_s, restart_s). ``pipeline_engine`` is
-    ``"megatron"`` or ``"deepspeed"`` (see the module docstring).
-
-    Raises InputError for bad input and InfeasibleError (with what fails and by how much) when no
-    layout fits.
-    """
-    from ..plan import (
-        EfficiencyProvenance,
-        LayoutScore,
-        MemoryBreakdown,
-        ModelSpec,
-        Rejection,
-        SearchSummary,
-        SimulationResult,
-        TimeBreakdown,
-        TrainingEstimate,
-    )
-    from .energy import training_energy_cost
-    from .reliability import checkpoint_bytes, goodput
-
-    if not (tokens > 0 and np.isfinite(tokens)):
-        raise InputError("tokens", f"must be a positive finite number, got {tokens!r}")
-    if int(n_devices) != n_devices or n_devices < 1:
-        raise InputError("gpus", f"must be a whole number >= 1, got {n_devices!r}")
-    n_devices = int(n_devices)
-    dpn = int(profile.devices_per_node)
-    if n_devices > dpn and n_devices % dpn:
-        raise InputError("gpus", f"must be <= {dpn} or a multiple of the {dpn} devices per node of "
-                                 f"{profile.name}, got {n_devices}")
-    if precision not in ("bf16", "fp8"):
-        raise InputError("precision", f"must be bf16 or fp8, got {precision!r}")
-    try:
-        profile.peak_flops_per_s(precision)
-    except Exception as exc:
-        raise InputError("precision", f"{profile.name} has no {precision} peak ({exc})") from None
-    if global_batch is not None and global_batch < 1:
-        raise InputError("global_batch", f"must be >= 1 sequence, got {global_batch}")
-    if measured_mfu is not None and not 0 < measured_mfu <= 1:
-        raise InputError("measured_mfu", f"must be in (0, 1], got {measured_mfu}")
-    if not 0 <= dp_overlap <= 1:
-        raise InputError("dp_overlap", f"must be in [0, 1], got {dp_overlap}")
-    if pipeline_engine not in PIPELINE_ENGINES:
-        raise InputError("pipeline_engine", f"must be one of {', '.join(PIPELINE_ENGINES)}, got {pipeline_engine!r}")
-    rates = eff.DeviceRates(profile, precision, measured_matmul_flops_per_s)
-    out = search_layouts(arch, rates, n_devices, global_batch=global_batch, dp_overlap=dp_overlap,
-                         flash_attention=flash_attention, pipeline_engine=pipeline_engine)
-    grid, res = out.grid, out.result
-    n_cand = int(grid["t"].size)
-    reasons = res["reason"]
-    counts = {REASONS[c]: int(np.sum(reasons == c)) for c in range(1, len(REASONS)) if np.any(reasons == c)}
-    s = arch.seq_len
-
-    def fill(lay, i):
-        lay.global_batch_tokens = int(grid["B"][i]) * s
-        return lay
-
-    closest = []
-    # np.bincount, not np.unique: np.unique imports numpy.ma on first call (~6 ms of CLI cold start)
-    present = np.flatnonzero(np.bincount(reasons.astype(np.intp), minlength=len(REASONS)))
-    for c in (int(x) for x in present if x != 0):
-        idx = np.flatnonzero(reasons == c)
-        j = idx[np.argmin(res["excess"][idx])]
-        closest.append(Rejection(layout=fill(_layout(grid, j), j), reason=REASONS[c],
-                                 detail=_reject_detail(c, float(res["excess"][j]), grid, j)))
-    if out.order.size == 0:
-        mem_idx = np.flatnonzero(reasons == REASON_MEMORY)
-        if mem_idx.size:
-            j = mem_idx[np.argmin(res["excess"][mem_idx])]
-            need = float(res["mem"]["total"][j]) / GIB
-            raise InfeasibleError(
-                f"no layout of {arch.name} ({arch.params() / 1e9:.1f}B params) fits on {n_devices} x "
-                f"{profile.name}: the smallest needs {need:.1f} GiB per GPU, "
-                f"{float(res['excess'][j]) / GIB:.1f} GiB over the {rates.memory_bytes / GIB:.1f} GiB capacity "
-                f"(TP{int(grid['t'][j])} PP{int(grid['p'][j])} DP{int(grid['d'][j])}, "
-                f"{RECOMPUTE_NAMES[int(grid['recompute'][j])]} recompute, ZeRO-{int(grid['zero'][j])}); "
-                f"{n_cand} layouts tried")
-        raise InfeasibleError(f"no layout is feasible among {n_cand} candidates: "
-                              + "; ".join(f"{r.reason}: {r.detail}" for r in closest))
-    i = int(out.order[0])
-    st = {k: float(v[i]) for k, v in res["step"].items()}
-    mem = {k: float(np.asarray(v)[i] if np.ndim(v) else v) / GIB for k, v in res["mem"].items()}
-    tokens_per_step = float(res["tokens_per_step"][i])
-    predicted_mfu = float(res["mfu"][i])
-    hfu = float(res["hfu"][i])
-    step_s = st["total"]
-    notes = []
-    source = "model"
-    if measured_mfu is not None:
-        scale = predicted_mfu / measured_mfu
-        step_s = step_s * scale
-        hfu = hfu / scale
-        mfu = measured_mfu
-        source = "measured MFU"
-        notes.append(f"step time scaled from the model's MFU {predicted_mfu:.3f} to the measured {measured_mfu:.3f}; "
-                     "breakdown is the model's")
-    else:
-        mfu = predicted_mfu
-    steps = float(tokens) / tokens_per_step
-    ideal_s = steps * step_s
-    params_total = arch.params() if params is None else float(params)
-    gp = goodput(ideal_s, n_devices, float(checkpoint_bytes(params_total)), **(reliability_options or {}))
-    wall_s = float(gp.wall_clock_s)
-    if price_usd_per_hour is None:
-        price = float(profile.price_usd_per_hour)
-        price_source = f"profile {profile.name} default"
-    else:
-        price = float(price_usd_per_hour)
-        price_source = "--price"
-    ec = training_energy_cost(n_devices, wall_s, float(profile.tdp_w), price,
-                              idle_w=getattr(profile, "idle_w", None), **(energy_options or {}))
-    flops_per_token = arch.megatron_flops_per_token()
-    tb = TimeBreakdown(**{k: (step_s if k == "total" else st[k]) for k in TimeBreakdown.model_fields})
-    mb = MemoryBreakdown(**{k: mem[k] for k in MemoryBreakdown.model_fields if k != "capacity"},
-                         capacity=rates.memory_bytes / GIB)
-    if params is not None and abs(arch.params() / params - 1) > 0.01:
-        notes.append(f"the derived shape has {arch.params() / 1e9:.1f}B parameters ({params / 1e9:.1f}B asked); "
-                     "time and memory use the shape")
-    if arch.is_moe:
-        notes.append("MoE: balanced routing assumed; experts split over EP and TP")
-    notes.append("attention: fused (flash) kernels assumed" if flash_attention else "attention: unfused")
-    if pipeline_engine == "deepspeed":
-        notes.append("pipeline: DeepSpeed engine (blocking p2p, whole gradients between stages, unfused "
-                      "gradient accumulation, no interleaving, ZeRO <= 1 with PP)")
-    if precision == "fp8":
-        notes.append("fp8: GEMMs at the fp8 dense peak; weights, optimizer and activations kept as for bf16")
-    curve = (f"GEMM t = max(F/({rates.achievable_fraction:.3g} x peak), bytes/({eff.MEMORY_EFFICIENCY} x HBM BW)) "
-             f"+ {eff.KERNEL_OVERHEAD_S * 1e6:g} us; links at {eff.INTRA_NODE_LINK_EFFICIENCY} (intra) / "
-             f"{eff.INTER_NODE_LINK_EFFICIENCY} (inter) of bandwidth")
-    training = TrainingEstimate(
-        gpu=profile.name, gpus=n_devices, precision=precision, layout=fill(_layout(grid, i), i),
-        step_time_s=step_s, tokens_per_s=tokens_per_step / step_s, steps=steps, ideal_time_s=ideal_s,
-        goodput=float(gp.fraction), wall_clock_days=wall_s / 86400.0, gpu_hours=float(ec.gpu_hours),
-        mfu=mfu, hfu=hfu, model_tflops_per_gpu=mfu * rates.peak_flops_per_s / 1e12,
-        cost_usd=float(ec.cost_usd), price_usd_per_gpu_hour=price, price_source=price_source,
-        energy_kwh=float(ec.energy_kwh), co2_kg=float(ec.co2_kg), time_breakdown_s=tb, memory_gib=mb,
-        efficiency=EfficiencyProvenance(
-            source=source, curve=curve, achievable_matmul_fraction=rates.achievable_fraction,
-            achievable_matmul_source=rates.source, measured_mfu=measured_mfu, predicted_mfu=predicted_mfu),
-        notes=notes,
-    )
-    nxt = []
-    for j in out.order[1:1 + top]:
-        j = int(j)
-        nxt.append(LayoutScore(layout=fill(_layout(grid, j), j), step_time_s=float(res["step"]["total"][j]),
-                               tokens_per_s=float(res["tokens_per_step"][j] / res["step"]["total"][j]),
-                               mfu=float(res["mfu"][j]), memory_gib=float(res["mem"]["total"][j]) / GIB))
-    search = SearchSummary(candidates=n_cand, feasible=int(out.order.size), rejected=counts, next_best=nxt,
-                           closest_rejected=closest, search_s=out.seconds)
-    model = ModelSpec(
-        name=arch.name, params=params_total, active_params=arch.active_params(), tokens=float(tokens),
-        n_layers=arch.n_layers, d_model=arch.d_model, n_heads=arch.n_heads, n_kv_heads=arch.n_kv_heads,
-        head_dim=arch.head_dim, ffn_hidden=arch.ffn_hidden, ffn_kind=arch.ffn_kind, vocab_size=arch.vocab_size,
-        seq_len=arch.seq_len, n_experts=arch.n_experts, top_k=arch.top_k, flops_per_token=flops_per_token,
-        flops_convention="Megatron-LM count (Narayanan et al. 2021 eq. 3 without recompute): 6 x matmul "
-                         "params incl. logits + 12 L s (q + v widths), causal mask not halved",
-        palm_flops_per_token=arch.palm_flops_per_token(), shape_source=arch.source or "catalog",
-    )
-    return SimulationResult(compute_flops=flops_per_token * float(tokens), model=model, training=training,
-                            search=search)

@@ -55,6 +55,9 @@ class PreflightRequest(BaseModel):
     law: str | None = Field(None, description="scaling-law preset (default besiroglu2024)")
     law_file: str | None = Field(None, description="a law fitted by planner fit --out")
     limits: GateLimits = Field(default_factory=GateLimits, description="what the job must stay within")
+    efficiency: str = Field("realised", pattern="^(realised|tuned)$",
+                            description="realised: what teams really spend end to end (P50 and band); tuned: a "
+                                        "tuned Megatron-class stack. A measured MFU (calibration) replaces both")
     measure: bool = Field(True, description="probe the cluster first")
     ray_address: str | None = Field(None, description="Ray cluster address; none = a local Ray instance")
     quick_probes: bool = Field(True, description="a short probe set (seconds); off = longer, steadier probes")
@@ -150,11 +153,11 @@ def preflight(request: PreflightRequest | None = None) -> PreflightResult:
             if req.params is not None:
                 kind = "simulate"
                 plan = tasks.simulate_training(req.params, req.tokens, gpu, req.gpus or 1, calibration=calibration,
-                                               arch=req.arch)
+                                               arch=req.arch, efficiency=req.efficiency)
             else:
                 kind = "recommend"
                 plan = tasks.recommend_plan(req.objective(), law=req.law, law_file=req.law_file, gpu=gpu,
-                                            calibration=calibration)
+                                            calibration=calibration, efficiency=req.efficiency)
         except InfeasibleError as exc:
             if isinstance(exc, InputError):
                 raise
@@ -206,8 +209,12 @@ def summary_lines(result: PreflightResult) -> list[str]:
                      f"tokens, {p['compute_flops']:.3e} FLOPs{loss}")
     t = p.get("training")
     if t:
-        lines.append(f"training: {t['gpus']} x {t['gpu']}, MFU {t['mfu']:.1%}, {t['wall_clock_days']:.4g} days, "
-                     f"{t['gpu_hours']:,.4g} GPU-hours, {format_usd(t['cost_usd'])}, {t['energy_kwh']:,.4g} kWh")
+        days = f"{t['wall_clock_days']:.4g} days [{t['wall_clock_days_p10']:.3g}-{t['wall_clock_days_p90']:.3g}]"
+        lines.append(f"training (P50 [P10-P90]): {t['gpus']} x {t['gpu']}, MFU {t['mfu']:.1%} end to end, {days}, "
+                     f"{t['gpu_hours']:,.4g} GPU-hours, {format_usd(t['cost_usd'])} "
+                     f"[{format_usd(t['cost_usd_p10'])}-{format_usd(t['cost_usd_p90'])}], {t['energy_kwh']:,.4g} kWh")
+        lines.append(f"tuned stack: MFU {t['mfu_tuned']:.1%}, {t['wall_clock_days_tuned']:.4g} days; efficiency: "
+                     f"{t['efficiency_source']}")
     lines.append(result.gate.summary())
     if result.job:
         args = ", ".join(f"{k}={v!r}" for k, v in result.job.scaling_config_kwargs().items())
@@ -229,8 +236,9 @@ def _parse_args(argv: list[str]) -> PreflightRequest | None:
 
     ap = argparse.ArgumentParser(prog="python flows/preflight.py", description=__doc__.splitlines()[0])
     for name in ("target-loss", "budget-flops", "budget-usd", "gpu-hours", "params", "tokens", "deadline-days",
-                 "max-cost-usd", "min-mfu"):
+                 "max-cost-usd", "min-mfu", "max-overrun-probability"):
         ap.add_argument(f"--{name}", type=float)
+    ap.add_argument("--efficiency", choices=("realised", "tuned"), default="realised")
     ap.add_argument("--gpu", default="auto")
     ap.add_argument("--gpus", type=int)
     ap.add_argument("--law")
@@ -243,10 +251,12 @@ def _parse_args(argv: list[str]) -> PreflightRequest | None:
     a = ap.parse_args(argv)
     if a.serve:
         return None
-    limits = GateLimits(max_cost_usd=a.max_cost_usd, deadline_days=a.deadline_days, min_mfu=a.min_mfu)
+    limits = GateLimits(max_cost_usd=a.max_cost_usd, deadline_days=a.deadline_days, min_mfu=a.min_mfu,
+                        max_overrun_probability=a.max_overrun_probability)
     return PreflightRequest(target_loss=a.target_loss, budget_flops=a.budget_flops, budget_usd=a.budget_usd,
                             gpu_hours=a.gpu_hours, params=a.params, tokens=a.tokens, gpu=a.gpu, gpus=a.gpus,
                             deadline_days=a.deadline_days, law=a.law, limits=limits, measure=not a.no_measure,
+                            efficiency=a.efficiency,
                             ray_address=a.ray_address, save_measurement=a.save_measurement,
                             calibration_dir=a.calibration_dir)
 

@@ -247,7 +247,14 @@ def cost_figure(plan):
     # a log axis when the bars span more than LOG_COST_RATIO (an over-trained model can cost 1000x more)
     log = bool(totals) and max(totals) > LOG_COST_RATIO * min(totals)
     floor = min(train) / 3.0 if log else 0.0
-    ax.bar(x, [t - floor for t in train], bottom=floor, color="C0", width=0.6, label="training (simulated)")
+    ax.bar(x, [t - floor for t in train], bottom=floor, color="C0", width=0.6,
+           label="training (P50 end to end, P10-P90 whiskers)")
+    t = plan.training
+    f90 = 1.0
+    if t is not None and t.cost_usd > 0:  # each alternative's training cost carries the estimate's band
+        f10, f90 = t.cost_usd_p10 / t.cost_usd, t.cost_usd_p90 / t.cost_usd
+        ax.errorbar(x, train, yerr=[[c * (1 - f10) for c in train], [c * (f90 - 1) for c in train]], fmt="none",
+                    ecolor="0.2", elinewidth=1.2, capsize=4)
     has_inf = any(v is not None for v in infer)
     if has_inf:
         kind = next(_inference_cost(a)[1] for a, v in zip(rows, infer, strict=True) if v is not None)
@@ -256,11 +263,12 @@ def cost_figure(plan):
         ax.annotate(_usd(total), (xi, total), ha="center", va="bottom", fontsize=9, xytext=(0, 2),
                     textcoords="offset points")
     ax.set_xticks(x, names, fontsize=9)
+    top = max([*totals, *(c * f90 for c in train)]) if totals else 0.0  # the whiskers stay inside
     if log:
         ax.set_yscale("log")
-        ax.set_ylim(floor, max(totals) * 6.0)  # headroom for the legend above the bars
+        ax.set_ylim(floor, top * 6.0)  # headroom for the legend above the bars
     elif totals:
-        ax.set_ylim(0, max(totals) * 1.3)
+        ax.set_ylim(0, top * 1.2)
     ax.yaxis.set_major_formatter(FuncFormatter(_usd))
     ax.set_ylabel("cost (USD" + (", log scale)" if log else ")"))
     demand = getattr(plan, "serving", None)

@@ -29,15 +29,21 @@ def _mfu_source(training) -> str:
 
 def training_rows(training) -> list[tuple[str, str]]:
     """Rows common to a plan's TrainingChoice and a simulation's TrainingEstimate."""
-    rows = [("GPUs", f"{training.gpus} x {training.gpu}"),
-            ("MFU", f"{training.mfu:.1%} ({_mfu_source(training)})"),
-            ("step time", f"{training.step_time_s:.4g} s"),
-            ("throughput", f"{format_si(training.tokens_per_s)} tokens/s"),
-            ("wall-clock", _days(training.wall_clock_days)),
-            ("GPU-hours", f"{training.gpu_hours:,.4g}"),
-            ("cost", format_usd(training.cost_usd)),
-            ("energy", f"{training.energy_kwh:,.4g} kWh"),
-            ("CO2", f"{training.co2_kg:,.4g} kg")]
+    t = training
+    rows = [("GPUs", f"{t.gpus} x {t.gpu}"),
+            ("MFU", f"{t.mfu:.1%} end to end ({_mfu_source(t)}); tuned stack {t.mfu_tuned:.1%}"),
+            ("step time", f"{t.step_time_s:.4g} s"),
+            ("throughput", f"{format_si(t.tokens_per_s)} tokens/s"),
+            ("wall-clock (P50, P10-P90)",
+             f"{_days(t.wall_clock_days)} ({_days(t.wall_clock_days_p10)} - {_days(t.wall_clock_days_p90)})"),
+            ("GPU-hours (P50, P10-P90)", f"{t.gpu_hours:,.4g} ({t.gpu_hours_p10:,.4g} - {t.gpu_hours_p90:,.4g})"),
+            ("cost (P50, P10-P90)", f"{format_usd(t.cost_usd)} ({format_usd(t.cost_usd_p10)} - "
+                                    f"{format_usd(t.cost_usd_p90)})"),
+            ("tuned stack", f"{_days(t.wall_clock_days_tuned)}, {t.gpu_hours_tuned:,.4g} GPU-hours, "
+                            f"{format_usd(t.cost_usd_tuned)}"),
+            ("efficiency", t.efficiency_source),
+            ("energy", f"{t.energy_kwh:,.4g} kWh"),
+            ("CO2", f"{t.co2_kg:,.4g} kg")]
     layout = training.layout if isinstance(training.layout, dict) else training.layout.model_dump()
     rows.insert(1, ("layout", "TP {tp} x PP {pp} x DP {dp}, micro-batch {micro_batch}, recompute {recompute}"
                     .format(**layout)))
@@ -119,5 +125,8 @@ def gate_markdown(decision) -> str:
     lines += [f"- **{v.limit}**: {v.message}" for v in decision.violations]
     if decision.checked:
         lines.append(f"- checked: {', '.join(decision.checked)}")
+    for what, p in (("budget", decision.probability_over_budget), ("deadline", decision.probability_over_deadline)):
+        if p is not None:
+            lines.append(f"- chance of overrunning the {what}: {p:.0%}")
     lines += [f"- note: {n}" for n in decision.notes]
     return "\n".join(lines) + "\n"

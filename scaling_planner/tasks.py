@@ -105,11 +105,11 @@ def recommend_plan(objective: dict, *, law: str | None = None, law_file: str | N
 def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
                       calibration: list[CalibrationRecord] | None = None, arch: dict | None = None,
                       seq_len: int | None = None, global_batch: int | None = None,
-                      price_usd_per_hour: float | None = None):
+                      price_usd_per_hour: float | None = None, efficiency: str = "realised"):
     """The training simulator for a fixed job: (N, D) on ``gpus`` x ``gpu``; a SimulationResult. ``arch``
     (the fields of :class:`~scaling_planner.simulate.architecture.Architecture`) gives the exact shape,
     else one is derived from N. A measured bf16 training MFU or matmul rate among ``calibration``
-    replaces the profile's prior."""
+    replaces the profile's prior; ``efficiency`` is "realised" (end to end, the default) or "tuned"."""
     from .planner import load_profile
     from .planning.calibration import resolve
     from .simulate.architecture import Architecture, shape_for_params
@@ -122,9 +122,12 @@ def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
         shape = Architecture(**arch)
     else:
         shape = shape_for_params(params, **({"seq_len": seq_len} if seq_len else {}))
+    measured = use.simulator_inputs() if use else {}
+    if use and use.training_record is not None:
+        measured["measured_source"] = f"calibration record {use.training_record}"
     result = _simulate(shape, tokens, profile, gpus, params=params,
                        global_batch=global_batch, precision=precision, price_usd_per_hour=price_usd_per_hour,
-                       **(use.simulator_inputs() if use else {}), top=0)
+                       **measured, top=0, efficiency=efficiency)
     if use:
         result.training.notes.extend(use.plan_notes())
     _artifact_markdown("training-estimate", report_md.simulation_markdown(result), "the simulated training run")

@@ -24,3 +24,12 @@ def test_ci_runs_the_readme_test_command():
     awk = re.search(r"cmd=\$\((awk .+? README\.md)\)", script).group(1)
     got = subprocess.run(["bash", "-c", awk], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
     assert got == commands()[1]
+
+
+def test_readme_validation_section_is_what_planner_validate_computes():
+    """README's "How far to trust the training estimates" is generated (scripts/validation_readme.py)."""
+    import sys
+
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "validation_readme.py"), "--check"], cwd=REPO,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,7 @@ import sys
 
 from ..errors import PlannerError
 
-VERBS = ("recommend", "simulate", "serve", "fit", "measure", "profiles", "law", "plot", "sweep")
+VERBS = ("recommend", "simulate", "serve", "fit", "measure", "profiles", "law", "plot", "sweep", "validate")
 
 EXIT_USAGE = 2
 

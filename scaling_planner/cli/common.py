@@ -111,3 +111,10 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str] | None = None,
         if header and k == 0:
             lines.append((indent + "  ".join("-" * w for w in widths)).rstrip())
     return "\n".join(lines)
+
+
+def add_efficiency_argument(parser) -> None:
+    """``--efficiency realised|tuned``: which training estimate (``simulate``, ``recommend``, ``plot``)."""
+    parser.add_argument("--efficiency", choices=("realised", "tuned"), default="realised",
+                        help="realised (default): what published runs really spent end to end, with a P10-P90 band; "
+                             "tuned: a tuned Megatron-class stack in steady state (plus failures)")

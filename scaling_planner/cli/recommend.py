@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from .common import positive, positive_int
+from .common import add_efficiency_argument, positive, positive_int
 
 
 def register(sub) -> None:
@@ -45,9 +45,7 @@ def add_plan_arguments(p) -> None:
     p.add_argument("--mfu", "--measured-mfu", dest="mfu", type=positive("mfu"), metavar="FRACTION",
                    help="a measured MFU (0-1) of your own stack replacing the efficiency prior (provenance "
                         "'measured'; the band narrows to the step model's transfer error)")
-    p.add_argument("--efficiency", choices=("realised", "tuned"), default="realised",
-                   help="realised (default): what published runs really spent end to end, with a P10-P90 band; "
-                        "tuned: a tuned Megatron-class stack in steady state (plus failures)")
+    add_efficiency_argument(p)
     p.add_argument("--inference-tokens", type=positive("inference_tokens"), metavar="T",
                    help="lifetime tokens served: adds the inference-optimal model (Sardana 2024) and lifetime cost")
     p.add_argument("--inference-mfu", type=positive("inference_mfu"), metavar="FRACTION",
@@ -238,8 +236,9 @@ def render(rec) -> str:
              tband(u.gpu_hours if u else None, t.gpu_hours_p10, t.gpu_hours_p90, format_si)],
             ["cost", f"{format_usd(t.cost_usd)} at ${t.price_usd_per_gpu_hour:.2f}/GPU-h",
              tband(u.cost_usd if u else None, t.cost_usd_p10, t.cost_usd_p90, format_usd)],
-            ["tuned stack (steady state)", f"{t.wall_clock_days_tuned:.1f} days, {format_si(t.gpu_hours_tuned)} "
-                                           f"GPU-h, {format_usd(t.cost_usd_tuned)}", "a tuned Megatron-class stack"],
+            ["tuned stack", f"{t.wall_clock_days_tuned:.1f} days, {format_si(t.gpu_hours_tuned)} "
+                                           f"GPU-h, {format_usd(t.cost_usd_tuned)}",
+             "a tuned Megatron-class stack, failures included"],
             ["energy", f"{format_si(t.energy_kwh)} kWh, {format_si(t.co2_kg)} kg CO2", ""],
         ]
     lines.append(table(rows, ["", "plan (P50)" if t is not None else "plan",

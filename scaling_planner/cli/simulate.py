@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import positive, positive_int, print_json, table
+from .common import add_efficiency_argument, positive, positive_int, print_json, table
 
 
 def register(subparsers) -> None:
@@ -31,9 +31,7 @@ def register(subparsers) -> None:
                         help="parameters active per token (needs --experts); sets the backbone and expert width")
     parser.add_argument("--shared-experts", type=positive_int("shared-experts", allow_zero=True), metavar="S",
                         default=0, help="always-active shared experts per layer (DeepSeekMoE, Llama 4; default 0)")
-    parser.add_argument("--efficiency", choices=("realised", "tuned"), default="realised",
-                        help="realised (default): what published runs really spent end to end, with a P10-P90 band; "
-                             "tuned: a tuned Megatron-class stack in steady state (plus failures)")
+    add_efficiency_argument(parser)
     parser.add_argument("--seq-len", type=positive_int("seq-len"), help="sequence length (default 4096 or the arch's)")
     parser.add_argument("--global-batch", type=positive_int("global-batch"),
                         help="sequences per step (default ~max(4M, 1024 x G) tokens)")

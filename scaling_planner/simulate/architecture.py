@@ -276,19 +276,29 @@ def shape_for_params(
     """
     if not (params > 0 and math.isfinite(params)):
         raise InputError("params", f"must be a positive finite number, got {params!r}")
-    best = None
+    source = f"derived from N by shape_for_params (aspect ratio {aspect_ratio:g}, head dim 128)"
+    best = _closest(params, _dense_shapes(seq_len, vocab_size, aspect_ratio))
+    return best.model_copy(update={"name": f"auto-{params:.3g}", "source": source})
+
+
+def _dense_shapes(seq_len: int, vocab_size: int, aspect_ratio: float):
+    """The dense shapes of :func:`shape_for_params`'s rules for 1..256 layers, smallest first."""
     for layers in range(1, 257):
         width = aspect_ratio * layers
         h = _round_to(width, 8 * HEAD_DIM if width >= 16 * HEAD_DIM else HEAD_DIM)
         heads = h // HEAD_DIM
         kv = 8 if heads >= 16 else heads
-        ffn = int(math.ceil(8 * h / 3 / 256) * 256)
-        arch = Architecture(
-            name=f"auto-{params:.3g}", n_layers=layers, d_model=h, n_heads=heads, n_kv_heads=kv,
-            head_dim=HEAD_DIM, ffn_hidden=ffn, ffn_kind="swiglu", vocab_size=vocab_size, seq_len=seq_len,
-            attention="gqa" if kv < heads else "mha",
-            source=f"derived from N by shape_for_params (aspect ratio {aspect_ratio:g}, head dim 128)",
-        )
+        yield Architecture(
+            name="dense", n_layers=layers, d_model=h, n_heads=heads, n_kv_heads=kv, head_dim=HEAD_DIM,
+            ffn_hidden=int(math.ceil(8 * h / 3 / 256) * 256), ffn_kind="swiglu", vocab_size=vocab_size,
+            seq_len=seq_len, attention="gqa" if kv < heads else "mha")
+
+
+def _closest(params: float, shapes) -> Architecture:
+    """The shape whose total parameters are closest to ``params`` (log distance); stops once a
+    shape is 4x too large (the shapes come smallest first)."""
+    best = None
+    for arch in shapes:
         err = abs(math.log(arch.params() / params))
         if best is None or err < best[0]:
             best = (err, arch)
@@ -343,20 +353,5 @@ def moe_shape_for_params(
         base = shape_for_params(active_params, seq_len=seq_len, vocab_size=vocab_size, aspect_ratio=aspect_ratio)
         width = round((params - active_params) / (base.n_layers * 3.0 * base.d_model * (experts - top_k)))
         return moe(base, max(1, int(width)))
-    best = None
-    for layers in range(1, 257):
-        width = aspect_ratio * layers
-        h = _round_to(width, 8 * HEAD_DIM if width >= 16 * HEAD_DIM else HEAD_DIM)
-        heads = h // HEAD_DIM
-        kv = 8 if heads >= 16 else heads
-        base = Architecture(
-            name="base", n_layers=layers, d_model=h, n_heads=heads, n_kv_heads=kv, head_dim=HEAD_DIM,
-            ffn_hidden=1, ffn_kind="swiglu", vocab_size=vocab_size, seq_len=seq_len,
-            attention="gqa" if kv < heads else "mha")
-        arch = moe(base, int(math.ceil(8 * h / 3 / 256) * 256))
-        err = abs(math.log(arch.params() / params))
-        if best is None or err < best[0]:
-            best = (err, arch)
-        if arch.params() > 4 * params:
-            break
-    return best[1]
+    # coarse-grained experts as wide as the dense FFN of the same d_model
+    return _closest(params, (moe(base, base.ffn_hidden) for base in _dense_shapes(seq_len, vocab_size, aspect_ratio)))

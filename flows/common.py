@@ -21,7 +21,7 @@ def quiet_environment() -> None:
 
 class _HidePlannerTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        from scaling_planner.errors import PlannerError
+        from scaling_planner.base.errors import PlannerError
 
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, PlannerError):
@@ -50,7 +50,7 @@ def run_script(name: str, build_request, run, summary) -> int:
 
     from pydantic import ValidationError
 
-    from scaling_planner.errors import PlannerError
+    from scaling_planner.base.errors import PlannerError
 
     try:
         request = build_request()

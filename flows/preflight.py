@@ -7,7 +7,7 @@ run it here with the defaults::
     python flows/preflight.py --params 2e6 --tokens 3e7 --gpu cpu --deadline-days 0.01
 
 Parameters are one pydantic model, :class:`PreflightRequest`, so the Prefect UI renders a form. A gate
-that rejects raises :class:`~scaling_planner.errors.GateRejectedError`; the flow run then ends Failed with
+that rejects raises :class:`~scaling_planner.base.errors.GateRejectedError`; the flow run then ends Failed with
 the limits broken and by how much in its message. With no address the flow starts a local Ray instance
 and Prefect's embedded server; nothing is fetched from the network.
 """
@@ -29,7 +29,7 @@ from prefect import flow, get_run_logger  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 
 from scaling_planner import tasks  # noqa: E402
-from scaling_planner.errors import InfeasibleError, InputError  # noqa: E402
+from scaling_planner.base.errors import InfeasibleError, InputError  # noqa: E402
 from scaling_planner.gate import GateDecision, GateLimits  # noqa: E402
 from scaling_planner.sizing import RayJobSize  # noqa: E402
 
@@ -198,7 +198,7 @@ def _measurement_summary(m) -> dict | None:
 
 def summary_lines(result: PreflightResult) -> list[str]:
     """What a user reads at the end of the run: the plan, the gate and the job size."""
-    from scaling_planner.units import format_rate, format_si, format_usd
+    from scaling_planner.base.units import format_rate, format_si, format_usd
 
     lines = []
     p = result.plan or {}

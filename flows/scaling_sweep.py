@@ -84,7 +84,7 @@ def _publish(doc: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from scaling_planner.errors import PlannerError
+    from scaling_planner.base.errors import PlannerError
     from scaling_planner.sweep.report import summary_lines
     from scaling_planner.sweep.runner import prepare
 

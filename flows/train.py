@@ -112,7 +112,7 @@ def record_mfu(report, profile: str, calibration_dir: str | None, details: dict)
 def device_peak(profile_name: str, dtype: str, use_gpu: bool, threads: int) -> tuple[float | None, str | None]:
     """Dense peak of one worker's device: a GPU's from its profile; a CPU worker's as its share of the box
     (the ``cpu`` profile describes the whole machine as one device)."""
-    from scaling_planner.errors import InputError
+    from scaling_planner.base.errors import InputError
     from scaling_planner.planner import load_profile
 
     profile = load_profile(profile_name)

@@ -4,7 +4,7 @@ The public API is re-exported here. Heavy integrations (prefect, ray, torch, pyn
 imported by the core; they load inside the functions of ``measure``, ``tasks`` and ``flows``.
 """
 
-from .errors import InfeasibleError, InputError, MeasurementError, PlannerError
+from .base.errors import InfeasibleError, InputError, MeasurementError, PlannerError
 from .laws import (
     ChinchillaLaw,
     compute_for_loss,

@@ -28,8 +28,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import InputError
-from .io import write_json_atomic
+from .base.errors import InputError
+from .base.io import write_json_atomic
 
 ENV_VAR = "SCALING_PLANNER_CALIBRATION_DIR"
 DEFAULT_DIR = Path("~/.scaling-planner/calibration")

@@ -15,7 +15,7 @@ the job breaks and by how much:
 * a job that fits in no layout (the simulator's InfeasibleError), or GPUs more than ``max_gpus``.
 
 Pure Python: the Prefect task ``preflight_gate`` (``scaling_planner.tasks``) wraps :func:`enforce`, which
-raises :class:`~scaling_planner.errors.GateRejectedError` so the flow run ends Failed with the reason.
+raises :class:`~scaling_planner.base.errors.GateRejectedError` so the flow run ends Failed with the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import GateRejectedError
+from .base.errors import GateRejectedError
 
 
 class GateLimits(BaseModel):

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from .errors import InfeasibleError
+from .base.errors import InfeasibleError
+from .base.units import SECONDS_PER_DAY
 from .laws.chinchilla import ChinchillaLaw, frontier_loss, near_optimal_params_range
 from .planning.alternatives import DC_CHINCHILLA_ALTERNATIVE, OVERTRAIN_SHRINK, Alternative, alternatives_for
 from .planning.calibration import CalibrationUse, mfu_provenance
@@ -62,7 +63,6 @@ from .planning.training import (
     training_choice,
 )
 from .planning.uncertainty import Band, Uncertainty, loss_band, percentiles, uncertainty_for
-from .units import SECONDS_PER_DAY
 
 NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
 NEAR_OPTIMAL_BISECTIONS = 64  # halvings of the ±60 (log N) bracket: 120/2^64 ~ 7e-18, below double precision

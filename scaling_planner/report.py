@@ -24,7 +24,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import InputError
+from .base.errors import InputError
 
 FIGSIZE_IN = (8.0, 5.4)
 WIDE_FIGSIZE_IN = (10.0, 5.4)  # room for a legend beside the axes

@@ -7,7 +7,7 @@
   calibration record plans once);
 * ``simulate_training``: a fixed (N, D, GPU, G) -> training estimate (cached on its inputs);
 * ``size_ray_job``: the ``ray.train.ScalingConfig`` arguments, checked against the Ray cluster;
-* ``preflight_gate``: raises :class:`~scaling_planner.errors.GateRejectedError` when the job breaks a
+* ``preflight_gate``: raises :class:`~scaling_planner.base.errors.GateRejectedError` when the job breaks a
   limit, so the flow run ends Failed with the reason in its message.
 
 Each task publishes what it found as a Prefect artifact (markdown or table) when it runs inside a flow.

@@ -9,7 +9,7 @@ it and fails when the shipped file differs, so run this after changing the data 
 import json
 from pathlib import Path
 
-from scaling_planner.io import write_json_atomic
+from scaling_planner.base.io import write_json_atomic
 from scaling_planner.validation import published, tuned
 
 OUT = Path(__file__).resolve().parents[1] / "scaling_planner" / "simulate" / "data" / "end_to_end_prior.json"

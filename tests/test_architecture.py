@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from scaling_planner.errors import InputError
+from scaling_planner.base.errors import InputError
 from scaling_planner.simulate.architecture import CATALOG, arch_names, get_arch, shape_for_params
 
 # (name, total params, active params) from the model cards / papers

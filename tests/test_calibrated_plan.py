@@ -7,7 +7,7 @@ import pytest
 from conftest import run_cli as run
 
 from scaling_planner import calibration as cal
-from scaling_planner.errors import InputError
+from scaling_planner.base.errors import InputError
 from scaling_planner.laws.presets import get_law
 from scaling_planner.measurement import MfuReport
 from scaling_planner.planner import recommend

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from scaling_planner import calibration
+from scaling_planner.base.errors import InputError
 from scaling_planner.calibration import (
     append,
     calibration_dir,
@@ -20,7 +21,6 @@ from scaling_planner.calibration import (
     record_from_mfu,
     records_from_cluster,
 )
-from scaling_planner.errors import InputError
 from scaling_planner.measurement import (
     ClusterMeasurement,
     ClusterTotals,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from scaling_planner.errors import InputError
+from scaling_planner.base.errors import InputError
 from scaling_planner.laws import chinchilla as ch
 from scaling_planner.laws.presets import get_law, law_names, load_law_file, resolve_law
 

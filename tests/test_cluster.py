@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from scaling_planner.errors import InputError, MeasurementError
+from scaling_planner.base.errors import InputError, MeasurementError
 from scaling_planner.measure.cluster import (
     _local_cuda_index,
     cluster_totals,

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from scaling_planner.errors import InfeasibleError
+from scaling_planner.base.errors import InfeasibleError
 from scaling_planner.laws.chinchilla import compute_for_loss, optimal_params, optimal_tokens
 from scaling_planner.laws.presets import get_law
 from scaling_planner.planner import recommend

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from scaling_planner.errors import InputError
+from scaling_planner.base.errors import InputError
 from scaling_planner.simulate.energy import (
     DEFAULT_GRID_KG_CO2_PER_KWH,
     DEFAULT_HOST_W_PER_DEVICE,

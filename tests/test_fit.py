@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scaling_planner.errors import InputError
+from scaling_planner.base.errors import InputError
 from scaling_planner.laws.chinchilla import ChinchillaLaw
 from scaling_planner.laws.fit import (
     Objective,

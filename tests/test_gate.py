@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaling_planner.errors import GateRejectedError, InfeasibleError
+from scaling_planner.base.errors import GateRejectedError, InfeasibleError
 from scaling_planner.gate import GateLimits, enforce, evaluate
 from scaling_planner.laws.presets import get_law
 from scaling_planner.planner import recommend

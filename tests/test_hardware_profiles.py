@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scaling_planner.base.errors import InputError
+from scaling_planner.base.units import GB, GIB
 from scaling_planner.cli import main
-from scaling_planner.errors import InputError
 from scaling_planner.hardware import (
     ENV_VAR,
     HardwareProfile,
@@ -21,7 +22,6 @@ from scaling_planner.hardware import (
     load_profiles,
     profile_for_nvml_name,
 )
-from scaling_planner.units import GB, GIB
 
 # The shared reference table; the test skips the CSV comparison where no copy is reachable.
 _CSV_CANDIDATES = (

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from scaling_planner.errors import InputError
+from scaling_planner.base.errors import InputError
 from scaling_planner.laws import inference_aware as ia
 from scaling_planner.laws.chinchilla import ChinchillaLaw, frontier_tokens_for_params
 from scaling_planner.laws.presets import get_law

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from scaling_planner.errors import InputError
+from scaling_planner.base.errors import InputError
 from scaling_planner.laws import kaplan
 
 

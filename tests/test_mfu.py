@@ -33,7 +33,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-from scaling_planner.errors import InputError, MeasurementError
+from scaling_planner.base.errors import InputError, MeasurementError
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.measure.mfu import (
     FLOPS_CONVENTION,

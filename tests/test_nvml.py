@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from scaling_planner.errors import InputError
+from scaling_planner.base.errors import InputError
 from scaling_planner.hardware.profiles import profile_for_nvml_name
 from scaling_planner.measure.nvml import GPM_ANY_TENSOR_UTIL, GPM_SM_OCCUPANCY, NvmlSampler, read_report
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaling_planner.errors import InfeasibleError, InputError, PlannerError
+from scaling_planner.base.errors import InfeasibleError, InputError, PlannerError
 from scaling_planner.laws.chinchilla import FLOPS_PER_PARAM_TOKEN
 from scaling_planner.laws.presets import get_law
 from scaling_planner.planner import (

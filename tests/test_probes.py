@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scaling_planner.errors import InputError
+from scaling_planner.base.errors import InputError
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.measure.probes import bandwidth_probe, cpu_name, matmul_probe, run_probes
 

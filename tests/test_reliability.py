@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from scaling_planner.errors import InfeasibleError, InputError
+from scaling_planner.base.errors import InfeasibleError, InputError
 from scaling_planner.simulate import reliability as rel
 from scaling_planner.simulate.reliability import (
     DEFAULT_INTERRUPTIONS_PER_DEVICE_HOUR,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaling_planner.errors import InfeasibleError, InputError
+from scaling_planner.base.errors import InfeasibleError, InputError
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.simulate.architecture import Architecture, get_arch
 from scaling_planner.simulate.serving import (

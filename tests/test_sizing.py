@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaling_planner.errors import InfeasibleError, InputError
+from scaling_planner.base.errors import InfeasibleError, InputError
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.sizing import accelerator_type_for_profile, ray_accelerator_type, size_ray_job
 

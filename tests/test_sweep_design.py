@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from scaling_planner.base.errors import InputError
 from scaling_planner.cli import main
-from scaling_planner.errors import InputError
 from scaling_planner.laws.fit import bootstrap, fit_law, runs_from_arrays
 from scaling_planner.sweep.design import (
     FLOPS_PER_PARAM_TOKEN,

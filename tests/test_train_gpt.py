@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from scaling_planner.errors import InputError
+from scaling_planner.base.errors import InputError
 from scaling_planner.measurement import MfuReport
 from scaling_planner.train import DEFAULT_CORPUS, GPT, Corpus, GPTConfig, TrainResult, config_for_params, train_gpt
 from scaling_planner.train.loop import lr_at

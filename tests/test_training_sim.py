@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from scaling_planner.base.errors import InfeasibleError, InputError
 from scaling_planner.cli import main
-from scaling_planner.errors import InfeasibleError, InputError
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.simulate import efficiency as eff
 from scaling_planner.simulate.architecture import get_arch, shape_for_params

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaling_planner.errors import InputError
-from scaling_planner.units import format_si, format_usd, parse_duration_s, parse_positive, parse_quantity
+from scaling_planner.base.errors import InputError
+from scaling_planner.base.units import format_si, format_usd, parse_duration_s, parse_positive, parse_quantity
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_round_trip_through_text(x):
 
 
 def test_format_rate_uses_si_prefixes_on_the_unit():
-    from scaling_planner.units import format_rate
+    from scaling_planner.base.units import format_rate
 
     assert format_rate(5.97e10) == "59.7 GFLOP/s"
     assert format_rate(9.89e14) == "989 TFLOP/s"

@@ -3,7 +3,7 @@
 Each verb lives in its own module ``scaling_planner.cli.<verb>`` with ``register(subparsers)``;
 modules import nothing heavy at the top so that ``planner recommend`` starts fast. Errors the
 user can cause become one line on stderr and an exit code: 2 bad input, 3 infeasible,
-4 measurement failed (``scaling_planner.errors``).
+4 measurement failed (``scaling_planner.base.errors``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import sys
 
-from ..errors import PlannerError
+from ..base.errors import PlannerError
 
 VERBS = ("recommend", "simulate", "serve", "fit", "measure", "profiles", "law", "plot", "sweep", "validate")
 

@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from ..units import parse_positive, parse_quantity
+from ..base.units import parse_positive, parse_quantity
 
 
 def _argument_type(parse, field: str):
@@ -17,7 +17,7 @@ def _argument_type(parse, field: str):
     def convert(text: str):
         import argparse
 
-        from ..errors import InputError
+        from ..base.errors import InputError
 
         try:
             return parse(text)
@@ -40,7 +40,7 @@ def quantity(field: str):
 
 def bounded(field: str, minimum: float = 0.0, maximum: float | None = None):
     """An argparse ``type`` for a finite number in [minimum, maximum] (e.g. a fraction: 0, 1)."""
-    from ..validate import finite_array
+    from ..base.checks import finite_array
 
     return _argument_type(
         lambda text: float(finite_array(parse_quantity(text, field), field, minimum=minimum, inclusive=True,

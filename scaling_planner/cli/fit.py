@@ -49,8 +49,8 @@ def _non_negative_int(text: str) -> int:
 def run(args) -> int:
     import numpy as np
 
-    from ..errors import InputError
-    from ..io import write_json_atomic
+    from ..base.errors import InputError
+    from ..base.io import write_json_atomic
     from ..laws.fit import bootstrap, fit_law, fit_report, load_runs
     from .common import print_json
 
@@ -77,7 +77,7 @@ def run(args) -> int:
 
 
 def render(doc: dict, out: str | None) -> str:
-    from ..units import format_si
+    from ..base.units import format_si
     from .common import table
 
     lines = [f"Fit of L = E + A/N^alpha + B/D^beta to {doc['runs']['used']} runs from {doc['runs']['path']}"]

@@ -33,9 +33,9 @@ def describe(law) -> dict:
 
 
 def run(args) -> int:
-    from ..errors import InputError
+    from ..base.errors import InputError
+    from ..base.units import format_si
     from ..laws.presets import DEFAULT_LAW, get_law, law_names, resolve_law
-    from ..units import format_si
     from .common import print_json, table
 
     if args.action == "list" and not args.law_file:

@@ -35,8 +35,8 @@ def _dtypes(text: str) -> list[str]:
 
 
 def _timeout(text: str) -> float:
-    from ..errors import InputError
-    from ..units import parse_duration_s
+    from ..base.errors import InputError
+    from ..base.units import parse_duration_s
 
     try:
         return parse_duration_s(text, "timeout", default_unit="s")
@@ -100,7 +100,7 @@ class _Bar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import MeasurementError
+    from ..base.errors import MeasurementError
     from ..measure.cluster import measure_cluster
 
     bar = _Bar()

@@ -88,7 +88,7 @@ def usage_error(args, message: str):
     """A usage error: one line on stderr, exit 2 (argparse's SystemExit), like a missing flag."""
     parser = getattr(args, "_recommend_parser", None)
     if parser is None:
-        from ..errors import InputError
+        from ..base.errors import InputError
 
         raise InputError("usage", message)
     parser.error(message)
@@ -163,7 +163,7 @@ def run(args) -> int:
 
 
 def _goal(rec) -> str:
-    from ..units import format_usd
+    from ..base.units import format_usd
 
     if rec.objective == "target_loss":
         return f"target loss {rec.target_loss:g}"
@@ -192,7 +192,7 @@ def _short_provenance(text: str) -> str:
 
 
 def render(rec) -> str:
-    from ..units import format_si, format_usd
+    from ..base.units import format_si, format_usd
     from .common import table
 
     m, law = rec.model, rec.law
@@ -297,7 +297,7 @@ def render(rec) -> str:
 
 
 def _render_serving(v) -> str:
-    from ..units import format_si, format_usd
+    from ..base.units import format_si, format_usd
     from .common import table
 
     rows = [
@@ -317,7 +317,7 @@ def _render_serving(v) -> str:
 
 
 def _render_moe(m) -> str:
-    from ..units import format_si, format_usd
+    from ..base.units import format_si, format_usd
     from .common import table
 
     rows = [
@@ -345,7 +345,7 @@ def _render_moe(m) -> str:
 
 
 def _render_data_constrained(dc) -> str:
-    from ..units import format_si
+    from ..base.units import format_si
     from .common import table
 
     e = dc.next_epoch

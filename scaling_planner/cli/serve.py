@@ -57,7 +57,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import InputError
+    from ..base.errors import InputError
     from ..hardware.profiles import get_profile
     from ..simulate import serving
     from ..simulate.architecture import get_arch, shape_for_params
@@ -98,7 +98,7 @@ def _ms(x: float) -> str:
 
 
 def render_fixed(e) -> str:
-    from ..units import format_si
+    from ..base.units import format_si
     from .common import table
 
     lines = [f"{e.model.name} ({format_si(e.model.params, 'params')}) on {e.gpus} x {e.hardware.profile}, "
@@ -127,7 +127,7 @@ def render_fixed(e) -> str:
 
 
 def render_plan(pl) -> str:
-    from ..units import format_si
+    from ..base.units import format_si
     from .common import table
 
     d = pl.demand

@@ -68,7 +68,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from ..base.errors import InputError
     from ..hardware.profiles import get_profile
     from ..simulate.architecture import get_arch, moe_shape_for_params, shape_for_params
     from ..simulate.estimate import simulate_training
@@ -150,7 +150,7 @@ def _lay(lay) -> str:
 
 
 def _print(r) -> None:
-    from ..units import format_si, format_usd
+    from ..base.units import format_si, format_usd
 
     m, t, s = r.model, r.training, r.search
     print(f"Training {m.name}: {format_si(m.params)} params ({format_si(m.active_params)} active), "

@@ -75,8 +75,8 @@ def register(sub) -> None:
 def _budgets(text: str) -> list[float]:
     import argparse
 
-    from ..errors import InputError
-    from ..units import parse_positive
+    from ..base.errors import InputError
+    from ..base.units import parse_positive
 
     try:
         return [parse_positive(part.strip(), "budgets") for part in text.split(",") if part.strip()]
@@ -90,7 +90,7 @@ def load_config(path: str) -> dict:
 
     import yaml
 
-    from ..errors import InputError
+    from ..base.errors import InputError
 
     p = Path(path).expanduser()
     try:
@@ -161,7 +161,7 @@ class Progress:
 
 
 def render_ladder(defn, csize, ladder) -> str:
-    from ..units import format_si
+    from ..base.units import format_si
     from .common import table
 
     rows = []

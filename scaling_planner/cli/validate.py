@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from ..base.errors import InputError
     from ..validation.report import build
 
     report = build()
@@ -76,7 +76,7 @@ def _group_table(g) -> str:
 
 
 def _published_table(p) -> str:
-    from ..units import format_si
+    from ..base.units import format_si
 
     rows = []
     for r in p.runs:

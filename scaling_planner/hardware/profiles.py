@@ -34,8 +34,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from ..errors import InputError
-from ..units import GB, GIB
+from ..base.errors import InputError
+from ..base.units import GB, GIB
 
 ENV_VAR = "SCALING_PLANNER_PROFILES"
 """Environment variable naming extra profile directories, separated by ``os.pathsep``."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..base.errors import InputError
 
 FLOPS_PER_PARAM_TOKEN = 6.0  # C = 6·N·D: forward (2) + backward (4) FLOPs per parameter per token
 

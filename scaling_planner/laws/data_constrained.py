@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ..validate import positive_array as _positive
+from ..base.checks import positive_array as _positive
+from ..base.errors import InputError
 from .chinchilla import FLOPS_PER_PARAM_TOKEN, ChinchillaLaw, allocation_constant
 from .chinchilla import optimal_params as chinchilla_optimal_params
 from .chinchilla import optimal_tokens as chinchilla_optimal_tokens

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..base.errors import InputError
 from .batched_bfgs import minimize_batched
 from .chinchilla import ChinchillaLaw, frontier_loss, optimal_params, optimal_tokens
 

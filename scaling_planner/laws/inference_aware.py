@@ -35,9 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ..units import SECONDS_PER_HOUR
-from ..validate import finite_array as _finite
+from ..base.checks import finite_array as _finite
+from ..base.errors import InputError
+from ..base.units import SECONDS_PER_HOUR
 from .chinchilla import FLOPS_PER_PARAM_TOKEN, ChinchillaLaw, check_target_loss
 
 INFERENCE_FLOPS_PER_PARAM_TOKEN = 2.0  # forward pass only (Kaplan Eq. 2.1; Sardana §2)

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
-from ..validate import positive_array as _positive
+from ..base.checks import positive_array as _positive
+from ..base.errors import InputError
 
 # Kaplan Eq. 1.1 (converged, large D)
 ALPHA_N = 0.076

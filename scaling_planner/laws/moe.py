@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InputError
-from ..validate import finite_array as _positive
+from ..base.checks import finite_array as _positive
+from ..base.errors import InputError
 from .chinchilla import ChinchillaLaw
 
 EXPANSION_RATE = 64  # E, the paper's fixed expansion rate

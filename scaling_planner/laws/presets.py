@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..base.errors import InputError
 from .chinchilla import ChinchillaLaw
 
 DEFAULT_LAW = "besiroglu2024"

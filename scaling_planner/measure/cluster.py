@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import InputError, MeasurementError
+from ..base.errors import InputError, MeasurementError
 from ..measurement import (
     ClusterMeasurement,
     ClusterTotals,

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, MeasurementError
+from ..base.errors import InputError, MeasurementError
 from ..measurement import MfuReport
 
 FLOPS_CONVENTION = (

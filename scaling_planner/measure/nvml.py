@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Any
 
-from ..errors import InputError, PlannerError
+from ..base.errors import InputError, PlannerError
 from ..measurement import GpuDevice, NvmlReport
 
 DEFAULT_GPM_WINDOW_S = 0.1

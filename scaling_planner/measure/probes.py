@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..errors import InputError
+from ..base.errors import InputError
 from ..measurement import ProbeResult
 
 MATMUL_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8")

@@ -11,7 +11,7 @@
 * no address: a fresh local instance (``address="local"``: a bare ``ray.init()`` would attach to any
   cluster a previous ``ray start`` or a test's ``cluster_utils.Cluster`` left running).
 
-Every failure is a :class:`~scaling_planner.errors.MeasurementError` with a one-line reason. Only a
+Every failure is a :class:`~scaling_planner.base.errors.MeasurementError` with a one-line reason. Only a
 session started here is shut down here.
 """
 
@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 
-from ..errors import MeasurementError
+from ..base.errors import MeasurementError
 
 CONNECT_TIMEOUT_S = 30.0
 """Bound on connecting to a remote cluster (a TCP check first, then ``ray.init`` in a bounded wait)."""

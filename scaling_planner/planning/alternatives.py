@@ -22,8 +22,8 @@ import math
 
 from pydantic import BaseModel, Field
 
+from ..base.units import SECONDS_PER_HOUR
 from ..laws.chinchilla import FLOPS_PER_PARAM_TOKEN, loss, optimal_params, optimal_tokens, tokens_for_loss_at_params
-from ..units import SECONDS_PER_HOUR
 
 OVERTRAIN_SHRINK = (2.0, 10.0)  # over-trained alternatives: models 2x and 10x smaller than optimal
 DC_CHINCHILLA_ALTERNATIVE = "chinchilla allocation (ignores the cap)"

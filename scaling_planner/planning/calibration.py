@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InputError
+from ..base.errors import InputError
 
 PROBE_DTYPE = "bf16"  # the dtype DeviceRates reads a measured matmul rate as
 

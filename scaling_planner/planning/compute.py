@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..errors import InfeasibleError, InputError
+from ..base.errors import InfeasibleError, InputError
 from ..laws.chinchilla import compute_for_loss, frontier_loss, optimal_params, optimal_tokens
 from .search import bisect_log
 from .training import choose_gpus, node_size

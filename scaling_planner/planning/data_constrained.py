@@ -26,7 +26,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InfeasibleError, InputError
+from ..base.errors import InfeasibleError, InputError
 from .search import bisect_log, bisect_log_each
 
 DECAY_LAW = "muennighoff2023-c4"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..errors import InputError
+from ..base.errors import InputError
 from .calibration import CalibrationUse, resolve
 from .training import PRECISION, Simulator
 

@@ -28,7 +28,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InfeasibleError, InputError
+from ..base.errors import InfeasibleError, InputError
 
 FITTED_EXPANSION_RATE = 64  # Krajewski 2024 fit every law coefficient at E = 64
 HEAD_DIM = 128

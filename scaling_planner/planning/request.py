@@ -1,6 +1,6 @@
 """The planner's request, validated once: :meth:`PlanRequest.validated` turns the keyword arguments
 of :func:`scaling_planner.planner.recommend` into one frozen object, or raises
-:class:`~scaling_planner.errors.InputError` naming the field, for the first problem in this order:
+:class:`~scaling_planner.base.errors.InputError` naming the field, for the first problem in this order:
 
 1. the objective: exactly one of target_loss, budget_flops, budget_usd, budget_gpu_hours, or a
    fixed cluster (gpus and deadline_days together, objective ``"deadline"``);
@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..errors import InputError
+from ..base.errors import InputError
 from .moe import check as check_experts
 from .serving import check_demand, lifetime_tokens
 

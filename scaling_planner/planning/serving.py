@@ -22,8 +22,8 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InfeasibleError, InputError
-from ..units import SECONDS_PER_DAY
+from ..base.errors import InfeasibleError, InputError
+from ..base.units import SECONDS_PER_DAY
 
 OPTIONS = ("prompt_tokens", "output_tokens", "p99_ttft_s", "p99_tpot_s", "peak_factor", "simulate")
 

@@ -13,9 +13,9 @@ import math
 
 from pydantic import BaseModel, Field
 
-from ..errors import InfeasibleError
+from ..base.errors import InfeasibleError
+from ..base.units import SECONDS_PER_DAY
 from ..laws.chinchilla import FLOPS_PER_PARAM_TOKEN
-from ..units import SECONDS_PER_DAY
 
 PRECISION = "bf16"  # the training precision the planner simulates
 MAX_NODE_DOUBLINGS = 14  # default GPU count at most 2^14 nodes (131,072 GPUs at 8 per node)

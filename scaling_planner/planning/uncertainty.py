@@ -61,8 +61,8 @@ class Uncertainty(BaseModel):
 
 
 def percentiles(v, qs):
-    """numpy's default percentiles of a 1-D array (:func:`scaling_planner.stats.percentiles`)."""
-    from ..stats import percentiles as _percentiles
+    """numpy's default percentiles of a 1-D array (:func:`scaling_planner.base.stats.percentiles`)."""
+    from ..base.stats import percentiles as _percentiles
 
     return _percentiles(v, qs)
 

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..errors import InputError
+from ..base.errors import InputError
 
 FfnKind = Literal["gelu", "swiglu"]
 AttentionKind = Literal["mha", "gqa", "mla"]

@@ -43,7 +43,7 @@ from importlib import resources
 
 import numpy as np
 
-from ..errors import InputError
+from ..base.errors import InputError
 
 EFFICIENCY_MODES = ("realised", "tuned")
 
@@ -139,7 +139,7 @@ def probability_above(limit: float, p50: float, p10: float, p90: float) -> float
 
 def percentile_band(values, lo: float = 10.0, hi: float = 90.0) -> tuple[float, float]:
     """The ``lo``-th and ``hi``-th percentiles of ``values`` (numpy's linear interpolation)."""
-    from ..stats import percentiles
+    from ..base.stats import percentiles
 
     q = percentiles(np.asarray(values, dtype=float), [lo, hi])
     return float(q[0]), float(q[1])

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..base.errors import InputError
 
 S_PER_HOUR = 3600.0
 J_PER_KWH = 3.6e6

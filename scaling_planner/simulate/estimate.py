@@ -27,8 +27,8 @@ import math
 
 import numpy as np
 
-from ..errors import InfeasibleError, InputError
-from ..units import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from ..base.errors import InfeasibleError, InputError
+from ..base.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from . import efficiency as eff
 from .architecture import Architecture
 from .end_to_end import EndToEndPrior, best_for_stack, check_mode, load_prior

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InfeasibleError, InputError
+from ..base.errors import InfeasibleError, InputError
 
 S_PER_HOUR = 3600.0
 S_PER_DAY = 86400.0

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InfeasibleError, InputError
+from ..base.errors import InfeasibleError, InputError
 from .architecture import Architecture
 
 # --- precisions --------------------------------------------------------------------------------

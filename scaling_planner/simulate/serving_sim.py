@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InfeasibleError, InputError
+from ..base.errors import InfeasibleError, InputError
 from .serving import (
     DEFAULT_BLOCK_TOKENS,
     DEFAULT_MAX_BATCH,

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from ..base.errors import InputError
 from . import efficiency as eff
 from .architecture import Architecture
 from .memory import RECOMPUTE_FULL, RECOMPUTE_PARTIAL, RECOMPUTE_SELECTIVE, stage_param_counts

@@ -45,7 +45,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import InputError
+from ..base.errors import InputError
 
 FLOPS_PER_PARAM_TOKEN = 6.0
 FLOPS_CONVENTION = ("C = 6·N·D: N = non-embedding parameters L(12d^2+4d)+2d, D = training tokens seen "
@@ -210,7 +210,7 @@ class Rung(BaseModel):
         return FLOPS_PER_PARAM_TOKEN * self.params * self.tokens
 
     def label(self) -> str:
-        from ..units import format_si
+        from ..base.units import format_si
 
         return f"N={format_si(self.params)} D={format_si(self.tokens)}"
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from ..errors import InputError
+from ..base.errors import InputError
 from ..laws.fit import FitResult, Runs
 
 METHOD = ("law fitted to the smaller rungs (Huber on log L, Hoffmann grid); interval = percentiles of the "

@@ -123,7 +123,7 @@ def sweep_document(*, defn: SweepDefinition, settings: dict, ladder: Ladder, sug
 
 
 def _si(x: float) -> str:
-    from ..units import format_si
+    from ..base.units import format_si
 
     return format_si(x)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InfeasibleError, InputError, MeasurementError
+from ..base.errors import InfeasibleError, InputError, MeasurementError
 from .design import (
     FLOPS_CONVENTION,
     CorpusSize,
@@ -282,7 +282,7 @@ def run_sweep(defn: SweepDefinition, out_dir: str | Path, *, resume: bool = Fals
     """Run (or resume) the sweep into ``out_dir``; the ``sweep.json`` document (also written there, and to
     ``summary_path`` when given). Raises InputError for a bad definition before anything trains,
     SweepError when a rung fails (finished rungs are kept)."""
-    from ..io import write_json_atomic
+    from ..base.io import write_json_atomic
     from ..report import check_out_dir
     from . import report
     from .heldout import backtest, backtest_corrected, predict
@@ -475,7 +475,7 @@ def recommendation(fit, defn: SweepDefinition, heldout: Rung, records: list[dict
 
 
 def _data_constrained(law, C: float, corpus: CorpusSize, records: list[dict]) -> dict:
-    from ..errors import PlannerError
+    from ..base.errors import PlannerError
     from ..planning.data_constrained import DataConstrainedMode
 
     U = corpus.train_tokens

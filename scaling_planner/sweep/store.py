@@ -9,7 +9,7 @@ Layout of the output directory::
     sessions.json             start and wall time of every session (a resumed sweep has several)
     sweep.json                the report (:func:`scaling_planner.sweep.report.sweep_document`)
 
-Every file is written with :func:`scaling_planner.io.write_text_atomic` (temporary file + ``os.replace``):
+Every file is written with :func:`scaling_planner.base.io.write_text_atomic` (temporary file + ``os.replace``):
 an interruption leaves the previous version or the new one, never half a file. A record is written
 before ``runs.csv`` is regenerated from all records, so a crash between the two loses nothing (the
 next run rewrites the CSV). The key of a record (:meth:`~scaling_planner.sweep.design.Rung.key`)
@@ -25,8 +25,8 @@ import json
 import math
 from pathlib import Path
 
-from ..errors import InputError
-from ..io import write_json_atomic, write_text_atomic
+from ..base.errors import InputError
+from ..base.io import write_json_atomic, write_text_atomic
 
 RUNS_DIR = "runs"
 RUNS_CSV = "runs.csv"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..base.errors import InputError
 
 VOCAB_SIZE = 256
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "examples" / "corpus" / "python_docs.txt"

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 from torch.nn import functional
 
-from ..errors import InputError
+from ..base.errors import InputError
 from ..measure.mfu import flops_convention, model_flops_per_token
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import InputError
+from ..base.errors import InputError
 from ..measure.mfu import MfuMeter
 from ..measurement import MfuReport
 from .data import Corpus

@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..errors import PlannerError
+from ..base.errors import PlannerError
 from ..sizing import RayJobSize
 from .gpt import GPTConfig
 from .loop import TrainResult

@@ -33,13 +33,13 @@ from importlib import resources
 
 import numpy as np
 
-from ..errors import InfeasibleError
+from ..base.errors import InfeasibleError
+from ..base.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from ..hardware.profiles import get_profile
 from ..simulate.architecture import moe_shape_for_params, shape_for_params
 from ..simulate.end_to_end import EAGER_UNFUSED_BYTES, EndToEndPrior, best_for_stack, percentile_band
 from ..simulate.reliability import checkpoint_bytes, goodput
 from ..simulate.training import search_layouts
-from ..units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 # X of step 1: the tuned stack (0) and the eager-layer count; the fit uses the last, the first shows
 # what the mechanism is worth (leave-one-out with and without it)

@@ -21,7 +21,7 @@ from importlib import resources
 import numpy as np
 import yaml
 
-from ..errors import InputError
+from ..base.errors import InputError
 from ..hardware.profiles import get_profile
 from ..simulate import efficiency as eff
 from ..simulate.architecture import Architecture, get_arch

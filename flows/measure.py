@@ -61,7 +61,7 @@ def measure_with_ray_tasks(quick: bool = True, dtypes: list[str] | None = None):
         node_model,
         unreported_device,
     )
-    from scaling_planner.measurement import DeviceMeasurement
+    from scaling_planner.measure.models import DeviceMeasurement
 
     t0 = time.perf_counter()
     measured_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 
 from scaling_planner import tasks  # noqa: E402
 from scaling_planner.base.errors import InfeasibleError, InputError  # noqa: E402
-from scaling_planner.gate import GateDecision, GateLimits  # noqa: E402
-from scaling_planner.sizing import RayJobSize  # noqa: E402
+from scaling_planner.preflight.gate import GateDecision, GateLimits  # noqa: E402
+from scaling_planner.preflight.sizing import RayJobSize  # noqa: E402
 
 FALLBACK_GPU = "h100-sxm"
 
@@ -168,8 +168,8 @@ def preflight(request: PreflightRequest | None = None) -> PreflightResult:
         job, job_note = None, None
         if req.size_job and on_cluster and plan is not None:
             workers = int(plan.training.gpus)
-            from scaling_planner.planner import load_profile
-            from scaling_planner.sizing import accelerator_type_for_profile
+            from scaling_planner.planning.recommend import load_profile
+            from scaling_planner.preflight.sizing import accelerator_type_for_profile
 
             profile = load_profile(gpu)
             use_gpu = profile.kind != "cpu"

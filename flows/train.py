@@ -32,7 +32,7 @@ try:
 except ImportError:  # pragma: no cover
     from preflight import PreflightRequest, PreflightResult, preflight  # type: ignore[no-redef]
 
-from scaling_planner.gate import GateLimits  # noqa: E402
+from scaling_planner.preflight.gate import GateLimits  # noqa: E402
 
 MINUTES_PER_DAY = 1440.0
 
@@ -103,7 +103,7 @@ def run_training(config_fields: dict, job, req: TrainRequest, peak_flops_per_s: 
 @task(name="record-mfu", cache_policy=NO_CACHE)
 def record_mfu(report, profile: str, calibration_dir: str | None, details: dict):
     """Append the measured MFU to the calibration history (atomic; never a half-written file)."""
-    from scaling_planner.calibration import append, record_from_mfu
+    from scaling_planner.calibration.store import append, record_from_mfu
 
     rec = record_from_mfu(report, profile=profile, details=details)
     return rec, str(append(rec, calibration_dir))
@@ -113,7 +113,7 @@ def device_peak(profile_name: str, dtype: str, use_gpu: bool, threads: int) -> t
     """Dense peak of one worker's device: a GPU's from its profile; a CPU worker's as its share of the box
     (the ``cpu`` profile describes the whole machine as one device)."""
     from scaling_planner.base.errors import InputError
-    from scaling_planner.planner import load_profile
+    from scaling_planner.planning.recommend import load_profile
 
     profile = load_profile(profile_name)
     try:

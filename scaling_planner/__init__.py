@@ -40,6 +40,7 @@ __all__ = [
     "optimal_tokens",
     "profile_for_nvml_name",
     "recommend",
+    "simulate_training",
 ]
 
 
@@ -49,7 +50,8 @@ _LAZY = {
     "load_profiles": "hardware.profiles",
     "get_profile": "hardware.profiles",
     "profile_for_nvml_name": "hardware.profiles",
-    "recommend": "planner",
+    "recommend": "planning.recommend",
+    "simulate_training": "simulate.estimate",
 }
 
 

@@ -22,10 +22,10 @@ from datetime import timedelta
 from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE
 
-from . import report_md
-from .calibration import CalibrationRecord
-from .gate import GateDecision, GateLimits
-from .sizing import RayJobSize
+from .calibration.store import CalibrationRecord
+from .preflight.gate import GateDecision, GateLimits
+from .preflight.sizing import RayJobSize
+from .render import markdown as report_md
 
 PLAN_CACHE = timedelta(hours=1)
 
@@ -52,7 +52,7 @@ def measure_cluster(ray_address: str | None = None, *, quick: bool = True, dtype
                     probe_timeout_s: float = 60.0, save: bool = False, calibration_dir: str | None = None):
     """Probe every device of the Ray cluster (``scaling_planner.measure.cluster``); optionally append
     the results to the calibration history. Returns a ClusterMeasurement."""
-    from .calibration import append, records_from_cluster
+    from .calibration.store import append, records_from_cluster
     from .measure.cluster import measure_cluster as _measure
 
     m = _measure(ray_address=ray_address, quick=quick, dtypes=dtypes, probe_timeout_s=probe_timeout_s)
@@ -67,7 +67,7 @@ def measure_cluster(ray_address: str | None = None, *, quick: bool = True, dtype
 @task(name="load-calibration", cache_policy=NO_CACHE)
 def load_calibration(profile: str, calibration_dir: str | None = None) -> list[CalibrationRecord]:
     """The latest training (MFU) and probe records for ``profile``; an empty list when there are none."""
-    from .calibration import latest
+    from .calibration.store import latest
 
     found = [latest(profile, calibration_dir, source=s) for s in ("training", "probe")]
     return [r for r in found if r is not None]
@@ -94,7 +94,7 @@ def recommend_plan(objective: dict, *, law: str | None = None, law_file: str | N
     ...). Calibration records (from ``load_calibration``) replace the profile's assumed MFU and matmul
     rate; the plan's ``calibration`` section names them. Cached on the inputs, records included."""
     from .laws.presets import resolve_law
-    from .planner import recommend
+    from .planning.recommend import recommend
 
     plan = recommend(resolve_law(law, law_file), gpu=gpu, calibration=calibration or None, **objective, **options)
     _artifact_markdown("plan", report_md.plan_markdown(plan), "the pre-flight plan")
@@ -110,8 +110,8 @@ def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
     (the fields of :class:`~scaling_planner.simulate.architecture.Architecture`) gives the exact shape,
     else one is derived from N. A measured bf16 training MFU or matmul rate among ``calibration``
     replaces the profile's prior; ``efficiency`` is "realised" (end to end, the default) or "tuned"."""
-    from .planner import load_profile
-    from .planning.calibration import resolve
+    from .calibration.choice import resolve
+    from .planning.recommend import load_profile
     from .simulate.architecture import Architecture, shape_for_params
     from .simulate.estimate import simulate_training as _simulate
 
@@ -143,7 +143,7 @@ def size_ray_job(workers: int, *, ray_address: str | None = None, use_gpu: bool 
     import ray
 
     from .measure.ray_session import ray_session
-    from .sizing import size_ray_job as _size
+    from .preflight.sizing import size_ray_job as _size
 
     with ray_session(ray_address):
         resources, nodes = ray.cluster_resources(), ray.nodes()
@@ -159,7 +159,7 @@ def size_ray_job(workers: int, *, ray_address: str | None = None, use_gpu: bool 
 def preflight_gate(plan=None, limits: GateLimits | None = None, *, measured_mfu: float | None = None,
                    mfu_source: str | None = None, infeasible_reason: str | None = None) -> GateDecision:
     """Pass, or raise GateRejectedError naming every limit the job breaks and by how much."""
-    from .gate import enforce, evaluate
+    from .preflight.gate import enforce, evaluate
 
     decision = evaluate(plan, limits, measured_mfu=measured_mfu, mfu_source=mfu_source,
                         infeasible_reason=infeasible_reason)

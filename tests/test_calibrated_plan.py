@@ -6,11 +6,11 @@ import json
 import pytest
 from conftest import run_cli as run
 
-from scaling_planner import calibration as cal
 from scaling_planner.base.errors import InputError
+from scaling_planner.calibration import store as cal
 from scaling_planner.laws.presets import get_law
-from scaling_planner.measurement import MfuReport
-from scaling_planner.planner import recommend
+from scaling_planner.measure.models import MfuReport
+from scaling_planner.planning.recommend import recommend
 
 LAW = get_law("besiroglu2024")
 ASK = dict(budget_flops=1e22, gpus=64, gpu="h100-sxm", alternatives=False)

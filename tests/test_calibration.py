@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from scaling_planner import calibration
 from scaling_planner.base.errors import InputError
-from scaling_planner.calibration import (
+from scaling_planner.calibration import store as calibration
+from scaling_planner.calibration.store import (
     append,
     calibration_dir,
     history,
@@ -21,7 +21,7 @@ from scaling_planner.calibration import (
     record_from_mfu,
     records_from_cluster,
 )
-from scaling_planner.measurement import (
+from scaling_planner.measure.models import (
     ClusterMeasurement,
     ClusterTotals,
     DeviceMeasurement,

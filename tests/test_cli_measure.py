@@ -15,7 +15,7 @@ import pytest
 
 from scaling_planner.cli import main
 from scaling_planner.cli.measure import _Bar, render
-from scaling_planner.measurement import (
+from scaling_planner.measure.models import (
     ClusterMeasurement,
     ClusterTotals,
     DeviceMeasurement,

@@ -27,8 +27,8 @@ from scaling_planner.measure.cluster import (
     find_stragglers,
     measure_cluster,
 )
+from scaling_planner.measure.models import DeviceMeasurement, NodeMeasurement, ProbeResult
 from scaling_planner.measure.ray_session import check_reachable as _check_reachable
-from scaling_planner.measurement import DeviceMeasurement, NodeMeasurement, ProbeResult
 
 ray = pytest.importorskip("ray")
 

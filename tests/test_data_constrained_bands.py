@@ -11,9 +11,9 @@ import pytest
 from scaling_planner.base.errors import InfeasibleError
 from scaling_planner.laws.chinchilla import compute_for_loss, optimal_params, optimal_tokens
 from scaling_planner.laws.presets import get_law
-from scaling_planner.planner import recommend
 from scaling_planner.planning.compute import MAX_COMPUTE_FLOPS
 from scaling_planner.planning.data_constrained import DataConstrainedMode
+from scaling_planner.planning.recommend import recommend
 
 LAW = get_law("besiroglu2024")  # 4,000 bootstrap draws
 PICKS = (0, 7, 123, 599, 998)  # indices into the thinned draws

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import SHARED
 
-from scaling_planner.gate import GateLimits, evaluate
 from scaling_planner.hardware.profiles import get_profile
+from scaling_planner.preflight.gate import GateLimits, evaluate
 from scaling_planner.simulate.architecture import get_arch
 from scaling_planner.simulate.end_to_end import (
     EAGER_UNFUSED_BYTES,

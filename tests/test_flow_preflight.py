@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from flows.preflight import PreflightRequest, preflight
-from scaling_planner.gate import GateLimits
+from scaling_planner.preflight.gate import GateLimits
 
 
 def _artifacts(flow_run_id):

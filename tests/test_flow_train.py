@@ -12,8 +12,8 @@ import pytest
 
 from flows.preflight import PreflightRequest, preflight
 from flows.train import TrainRequest, architecture_of, train
-from scaling_planner.calibration import history
-from scaling_planner.gate import GateLimits
+from scaling_planner.calibration.store import history
+from scaling_planner.preflight.gate import GateLimits
 
 TINY = {"params": 5e4, "seq_len": 64, "batch_size": 8, "threads_per_worker": 1}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from scaling_planner.base.errors import GateRejectedError, InfeasibleError
-from scaling_planner.gate import GateLimits, enforce, evaluate
 from scaling_planner.laws.presets import get_law
-from scaling_planner.planner import recommend
+from scaling_planner.planning.recommend import recommend
+from scaling_planner.preflight.gate import GateLimits, enforce, evaluate
 
 
 @pytest.fixture(scope="module")

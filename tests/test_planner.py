@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scaling_planner.base.errors import InfeasibleError, InputError, PlannerError
 from scaling_planner.laws.chinchilla import FLOPS_PER_PARAM_TOKEN
 from scaling_planner.laws.presets import get_law
-from scaling_planner.planner import (
+from scaling_planner.planning.recommend import (
     DEFAULT_TARGET_DAYS,
     _Simulator,
     explain_lines,
@@ -483,7 +483,7 @@ def test_fast_profile_loader_matches_the_validated_loader():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 4000, 4001])
 def test_percentiles_are_numpys_linear_percentiles(n):
-    from scaling_planner.planner import _percentiles
+    from scaling_planner.planning.recommend import _percentiles
 
     v = np.random.default_rng(n).lognormal(size=n)
     assert np.array_equal(_percentiles(v, [10, 50, 90]), np.percentile(v, [10, 50, 90])) or np.allclose(

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from conftest import run_cli as run
 
-from scaling_planner import report
 from scaling_planner.laws.chinchilla import frontier_loss, isoflop_loss
 from scaling_planner.laws.presets import get_law
-from scaling_planner.planner import recommend
+from scaling_planner.planning.recommend import recommend
+from scaling_planner.render import plots as report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LAW = get_law("besiroglu2024")

@@ -6,7 +6,7 @@ import pytest
 
 from scaling_planner.base.errors import InfeasibleError, InputError
 from scaling_planner.hardware.profiles import get_profile
-from scaling_planner.sizing import accelerator_type_for_profile, ray_accelerator_type, size_ray_job
+from scaling_planner.preflight.sizing import accelerator_type_for_profile, ray_accelerator_type, size_ray_job
 
 TWO_NODES = [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": 8.0, "accelerator_type:H100": 1.0}},
              {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 8.0, "accelerator_type:H100": 1.0}},

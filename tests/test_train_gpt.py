@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scaling_planner.base.errors import InputError
-from scaling_planner.measurement import MfuReport
+from scaling_planner.measure.models import MfuReport
 from scaling_planner.train import DEFAULT_CORPUS, GPT, Corpus, GPTConfig, TrainResult, config_for_params, train_gpt
 from scaling_planner.train.loop import lr_at
 

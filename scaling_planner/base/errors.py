@@ -39,7 +39,7 @@ class MeasurementError(PlannerError):
 class GateRejectedError(InfeasibleError):
     """The pre-flight gate rejected a training job: the message says which limits and by how much (exit 3).
 
-    ``violations`` holds one :class:`scaling_planner.gate.GateViolation` per limit broken.
+    ``violations`` holds one :class:`scaling_planner.preflight.gate.GateViolation` per limit broken.
     """
 
     def __init__(self, message: str, violations=()):

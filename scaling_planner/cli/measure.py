@@ -4,7 +4,7 @@ Runs :func:`scaling_planner.measure.cluster.measure_cluster`: uses ``--ray-addre
 ``HOST:PORT`` or ``ray://HOST:PORT``) or starts a local Ray instance, and prints one row per device
 (achieved matmul rate per dtype with its fraction of the profile's dense peak, copy bandwidth,
 status), the cluster totals, stragglers and what did not report. ``--json`` prints the
-:class:`~scaling_planner.measurement.ClusterMeasurement` as one JSON object on stdout and nothing
+:class:`~scaling_planner.measure.models.ClusterMeasurement` as one JSON object on stdout and nothing
 else there. A progress bar goes to stderr when stderr is a terminal.
 
 ``--save`` appends probe records to the calibration history (``--calibration-dir``, else
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _save(m, directory: str | None) -> list[str]:
-    from ..calibration import append, calibration_dir, records_from_cluster
+    from ..calibration.store import append, calibration_dir, records_from_cluster
 
     records = records_from_cluster(m)
     if not records:

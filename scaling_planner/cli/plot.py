@@ -25,7 +25,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..laws.presets import resolve_law
-    from ..report import _matplotlib, check_out_dir, write_plots
+    from ..render.plots import _matplotlib, check_out_dir, write_plots
     from .common import print_json
     from .recommend import plan_from_arguments
 

@@ -130,7 +130,7 @@ _SERVING_OPTIONS = {"prompt_tokens": "prompt_tokens", "output_tokens": "output_t
 def plan_from_arguments(args):
     """The Recommendation the plan flags ask for."""
     from ..laws.presets import resolve_law
-    from ..planner import recommend
+    from ..planning.recommend import recommend
 
     check_plan_arguments(args)
     law = resolve_law(args.law, args.law_file)
@@ -148,7 +148,7 @@ def plan_from_arguments(args):
 
 
 def run(args) -> int:
-    from ..planner import explain_lines
+    from ..planning.recommend import explain_lines
     from .common import print_json
 
     rec = plan_from_arguments(args)

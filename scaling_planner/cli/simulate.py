@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     measured = {"measured_mfu": mfu, "measured_matmul_flops_per_s": matmul}
     use = None
     if args.calibrated:
-        from ..planning.calibration import resolve
+        from ..calibration.choice import resolve
 
         use = resolve("latest", args.calibration_dir, profile.name, args.precision, explicit_mfu=mfu,
                       explicit_matmul_flops_per_s=matmul)

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..base.errors import InputError, MeasurementError
-from ..measurement import (
+from .models import (
     ClusterMeasurement,
     ClusterTotals,
     DeviceMeasurement,

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import InputError, MeasurementError
-from ..measurement import MfuReport
+from .models import MfuReport
 
 FLOPS_CONVENTION = (
     "6N + 12LHQT per token, forward + backward (PaLM App. B, nanoGPT, torchtitan): N = parameters "

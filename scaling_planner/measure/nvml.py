@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from ..base.errors import InputError, PlannerError
-from ..measurement import GpuDevice, NvmlReport
+from .models import GpuDevice, NvmlReport
 
 DEFAULT_GPM_WINDOW_S = 0.1
 """GPM window used by :func:`read_report` when GPM is supported and no window is asked for."""

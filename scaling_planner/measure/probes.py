@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..base.errors import InputError
-from ..measurement import ProbeResult
+from .models import ProbeResult
 
 MATMUL_DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8")
 BACKENDS = ("auto", "numpy", "torch-cpu", "torch-cuda")

@@ -1,5 +1,5 @@
 """The steps and the optional sections of a plan, one module each, run in order by
-:func:`scaling_planner.planner.recommend`:
+:func:`scaling_planner.planning.recommend.recommend`:
 
 * :mod:`.request`: the validated request (one objective, positive numbers, what needs a profile);
 * :mod:`.hardware`: the GPU profile, the calibration records used, the simulator calibrated with them;

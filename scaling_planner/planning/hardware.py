@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..base.errors import InputError
-from .calibration import CalibrationUse, resolve
+from ..calibration.choice import CalibrationUse, resolve
 from .training import PRECISION, Simulator
 
 

@@ -1,5 +1,5 @@
 """The planner's request, validated once: :meth:`PlanRequest.validated` turns the keyword arguments
-of :func:`scaling_planner.planner.recommend` into one frozen object, or raises
+of :func:`scaling_planner.planning.recommend.recommend` into one frozen object, or raises
 :class:`~scaling_planner.base.errors.InputError` naming the field, for the first problem in this order:
 
 1. the objective: exactly one of target_loss, budget_flops, budget_usd, budget_gpu_hours, or a
@@ -70,7 +70,7 @@ def _gpu_count(gpus) -> int | None:
 
 
 class PlanRequest(NamedTuple):
-    """What :func:`~scaling_planner.planner.recommend` was asked, validated (module docstring);
+    """What :func:`~scaling_planner.planning.recommend.recommend` was asked, validated (module docstring);
     the fields are its keyword arguments, plus ``objective``. Immutable (a NamedTuple: ~10x cheaper
     to define than a frozen dataclass, which counts on the CLI's cold start)."""
 

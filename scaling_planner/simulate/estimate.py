@@ -68,7 +68,7 @@ def device_domain(profile, n_devices: int) -> int:
 
 
 def _layout(grid, i):
-    from ..plan import Layout
+    from .results import Layout
 
     return Layout(
         tp=int(grid["t"][i]), pp=int(grid["p"][i]), dp=int(grid["d"][i]), ep=int(grid["e"][i]),
@@ -144,7 +144,7 @@ def simulate_training(
     Raises InputError for bad input and InfeasibleError (with what fails and by how much) when no
     layout fits.
     """
-    from ..plan import LayoutScore, ModelSpec, SearchSummary, SimulationResult
+    from .results import LayoutScore, ModelSpec, SearchSummary, SimulationResult
 
     domain = _check_inputs(tokens, n_devices, profile, precision, global_batch, measured_mfu, dp_overlap,
                            pipeline_engine, efficiency)
@@ -196,7 +196,7 @@ def _filled_layout(grid, i, seq_len):
 
 def _rejections(arch, profile, rates, n_devices, out):
     """The closest rejected layout per reason and the counts; InfeasibleError when nothing fits."""
-    from ..plan import Rejection
+    from .results import Rejection
 
     grid, res = out.grid, out.result
     reasons = res["reason"]
@@ -231,9 +231,9 @@ def _estimate(arch, tokens, profile, rates, grid, res, i, tuned_i, n_devices, pa
               price_usd_per_hour, measured_mfu, measured_source, mode, prior, unfused, energy_options,
               reliability_options, flash_attention, pipeline_engine, params_asked):
     """The TrainingEstimate of layout ``i`` priced in ``mode`` (module docstring)."""
-    from ..plan import EfficiencyProvenance, MemoryBreakdown, TimeBreakdown, TrainingEstimate
     from .energy import training_energy_cost
     from .reliability import checkpoint_bytes, goodput
+    from .results import EfficiencyProvenance, MemoryBreakdown, TimeBreakdown, TrainingEstimate
 
     st = {k: float(v[i]) for k, v in res["step"].items()}
     mem = {k: float(np.asarray(v)[i] if np.ndim(v) else v) / GIB for k, v in res["mem"].items()}

@@ -25,7 +25,7 @@ FILES = ("fit.png", "heldout.png")
 
 def check_plotting() -> None:
     """InputError (one line) when matplotlib is missing; called before anything trains."""
-    from ..report import _matplotlib
+    from ..render.plots import _matplotlib
 
     _matplotlib()
 
@@ -214,7 +214,7 @@ def _xy(records, role=None):
 
 
 def fit_figure(doc: dict, fit, records: list[dict]):
-    from ..report import _matplotlib
+    from ..render.plots import _matplotlib
 
     Figure, _ = _matplotlib()
     fig = Figure(figsize=(11.5, 5.0))
@@ -281,7 +281,7 @@ def fit_figure(doc: dict, fit, records: list[dict]):
 
 def heldout_figure(doc: dict, fit, records: list[dict]):
     from ..laws.chinchilla import frontier_loss
-    from ..report import _matplotlib
+    from ..render.plots import _matplotlib
 
     Figure, _ = _matplotlib()
     fig = Figure(figsize=(8.6, 5.4))
@@ -339,7 +339,7 @@ def _colors(n: int):
 
 def write_plots(doc: dict, fit, records: list[dict], out_dir) -> list[str]:
     """Write fit.png and heldout.png (both from the fit that made the prediction); the paths."""
-    from ..report import _save
+    from ..render.plots import _save
 
     out = Path(out_dir)
     paths = []

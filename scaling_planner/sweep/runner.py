@@ -283,7 +283,7 @@ def run_sweep(defn: SweepDefinition, out_dir: str | Path, *, resume: bool = Fals
     ``summary_path`` when given). Raises InputError for a bad definition before anything trains,
     SweepError when a rung fails (finished rungs are kept)."""
     from ..base.io import write_json_atomic
-    from ..report import check_out_dir
+    from ..render.plots import check_out_dir
     from . import report
     from .heldout import backtest, backtest_corrected, predict
 
@@ -429,7 +429,7 @@ def recommendation(fit, defn: SweepDefinition, heldout: Rung, records: list[dict
     """
     from ..laws.chinchilla import frontier_loss
     from ..laws.fit import derived_quantities, interval
-    from ..planner import MIN_COMPUTE_FLOPS, recommend
+    from ..planning.recommend import MIN_COMPUTE_FLOPS, recommend
 
     law = fit.law(name="sweep-fit")
     notes = []

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..base.errors import InputError
 from ..measure.mfu import MfuMeter
-from ..measurement import MfuReport
+from ..measure.models import MfuReport
 from .data import Corpus
 from .gpt import GPT, GPTConfig
 

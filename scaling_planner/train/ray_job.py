@@ -1,7 +1,7 @@
 """Run the small-GPT training loop as a real Ray Train job sized by the pre-flight.
 
 ``train_on_ray`` builds ``ray.train.torch.TorchTrainer`` with the ``ScalingConfig`` arguments from
-:class:`~scaling_planner.sizing.RayJobSize`: one rank per worker, data-parallel with
+:class:`~scaling_planner.preflight.sizing.RayJobSize`: one rank per worker, data-parallel with
 ``DistributedDataParallel`` (gloo on CPU, NCCL on GPUs; ``ray.train.torch.prepare_model``), each rank
 drawing its own batches (seed + rank), so the global batch is ``workers x batch_size`` sequences. Rank 0
 writes its :class:`~scaling_planner.train.loop.TrainResult` into a Ray Train checkpoint; the driver reads
@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..base.errors import PlannerError
-from ..sizing import RayJobSize
+from ..preflight.sizing import RayJobSize
 from .gpt import GPTConfig
 from .loop import TrainResult
 

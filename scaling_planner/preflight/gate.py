@@ -1,7 +1,7 @@
 """The pre-flight gate: reject a training job before it spends a GPU-hour.
 
-Given a plan (a :class:`~scaling_planner.planner.Recommendation` or a simulator
-:class:`~scaling_planner.plan.SimulationResult`) and the limits a team sets, the gate says which limits
+Given a plan (a :class:`~scaling_planner.planning.recommend.Recommendation` or a simulator
+:class:`~scaling_planner.simulate.results.SimulationResult`) and the limits a team sets, the gate says which limits
 the job breaks and by how much:
 
 * predicted cost above ``max_cost_usd``;
@@ -24,7 +24,7 @@ import math
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .base.errors import GateRejectedError
+from ..base.errors import GateRejectedError
 
 
 class GateLimits(BaseModel):
@@ -91,7 +91,7 @@ def _training_figures(plan) -> tuple[float | None, float | None, int | None]:
 
 def _overrun(plan, limit: float, what: str) -> float:
     """The chance that the plan's ``what`` ("cost_usd" or "wall_clock_days") overruns ``limit``."""
-    from .simulate.end_to_end import probability_above
+    from ..simulate.end_to_end import probability_above
 
     t = plan.training
     return probability_above(limit, getattr(t, what), getattr(t, f"{what}_p10"), getattr(t, f"{what}_p90"))

@@ -28,8 +28,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .base.errors import InputError
-from .base.io import write_json_atomic
+from ..base.errors import InputError
+from ..base.io import write_json_atomic
 
 ENV_VAR = "SCALING_PLANNER_CALIBRATION_DIR"
 DEFAULT_DIR = Path("~/.scaling-planner/calibration")
@@ -139,7 +139,7 @@ def latest(profile: str, directory: str | Path | None = None, *, source: str | N
 
 
 def records_from_cluster(measurement, *, dtype_preference=("bf16", "fp16", "tf32", "fp32")) -> list[CalibrationRecord]:
-    """Probe records from a :class:`~scaling_planner.measurement.ClusterMeasurement`: one per
+    """Probe records from a :class:`~scaling_planner.measure.models.ClusterMeasurement`: one per
     (profile, dtype) with the median over that profile's devices that reported, for the most
     preferred dtype that was measured."""
     by_profile: dict[str, list] = {}
@@ -167,7 +167,7 @@ def records_from_cluster(measurement, *, dtype_preference=("bf16", "fp16", "tf32
 
 
 def record_from_mfu(report, *, profile: str | None = None, details: dict | None = None) -> CalibrationRecord:
-    """A training record from an :class:`~scaling_planner.measurement.MfuReport`."""
+    """A training record from an :class:`~scaling_planner.measure.models.MfuReport`."""
     prof = profile or report.profile
     if not prof:
         raise InputError("profile", "the MFU report names no hardware profile; give one")

@@ -24,7 +24,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .base.errors import InputError
+from ..base.errors import InputError
 
 FIGSIZE_IN = (8.0, 5.4)
 WIDE_FIGSIZE_IN = (10.0, 5.4)  # room for a legend beside the axes
@@ -118,7 +118,7 @@ def frontier_figure(plan, law):
     """Compute-optimal loss vs training FLOPs, the law's P10–P90 band, the plan and its alternatives."""
     import numpy as np
 
-    from .laws.chinchilla import frontier_loss
+    from ..laws.chinchilla import frontier_loss
 
     Figure, _ = _matplotlib()
     C = plan.compute_flops
@@ -137,7 +137,7 @@ def frontier_figure(plan, law):
         ax.fill_between(grid, p10, p90, color="C0", alpha=0.2, lw=0,
                         label=f"P10–P90 over {len(law.samples)} bootstrap draws")
     if dc is not None:
-        from .laws import data_constrained as dcl
+        from ..laws import data_constrained as dcl
 
         dcurve = dcl.optimal_allocation(grid, dc.unique_tokens, dc_law(law, dc)).loss
         ax.plot(grid, dcurve, color="C3", lw=1.6, ls="--",
@@ -169,12 +169,12 @@ def dc_law(law, dc):
 
 def _isoflop_functions(plan, law):
     """(N_opt(C), L(C, N)): Hoffmann's, or Muennighoff's under the plan's unique-token cap."""
-    from .laws.chinchilla import isoflop_loss, optimal_params
+    from ..laws.chinchilla import isoflop_loss, optimal_params
 
     dc = getattr(plan, "data_constrained", None)
     if dc is None:
         return (lambda C: float(optimal_params(law, C))), (lambda C, N: isoflop_loss(law, C, N))
-    from .laws import data_constrained as dcl
+    from ..laws import data_constrained as dcl
 
     dlaw = dc_law(law, dc)
     return ((lambda C: float(dcl.optimal_allocation(C, dc.unique_tokens, dlaw).params)),
@@ -297,8 +297,8 @@ def moe_curves(moe, grid):
     dense row and their compute-optimal fine-grained MoE at the section's E and G."""
     import numpy as np
 
-    from .laws import moe as moe_law
-    from .laws.chinchilla import frontier_loss
+    from ..laws import moe as moe_law
+    from ..laws.chinchilla import frontier_loss
 
     dense = frontier_loss(moe_law.dense_law(), grid)
     mixture = np.array([moe_law.compute_optimal(float(c), expansion_rate=moe.expansion_rate,

@@ -6,7 +6,7 @@ Pure string formatting over the pydantic models; nothing heavy is imported. FLOP
 
 from __future__ import annotations
 
-from .base.units import format_rate, format_si, format_usd
+from ..base.units import format_rate, format_si, format_usd
 
 
 def _md_table(rows: list[tuple[str, str]], header=("", "")) -> str:

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from .base.errors import InfeasibleError
-from .base.units import SECONDS_PER_DAY
-from .laws.chinchilla import ChinchillaLaw, frontier_loss, near_optimal_params_range
-from .planning.alternatives import DC_CHINCHILLA_ALTERNATIVE, OVERTRAIN_SHRINK, Alternative, alternatives_for
-from .planning.calibration import CalibrationUse, mfu_provenance
-from .planning.compute import (
+from ..base.errors import InfeasibleError
+from ..base.units import SECONDS_PER_DAY
+from ..calibration.choice import CalibrationUse, mfu_provenance
+from ..laws.chinchilla import ChinchillaLaw, frontier_loss, near_optimal_params_range
+from .alternatives import DC_CHINCHILLA_ALTERNATIVE, OVERTRAIN_SHRINK, Alternative, alternatives_for
+from .compute import (
     BISECTION_STEPS,
     MAX_COMPUTE_FLOPS,
     MIN_COMPUTE_FLOPS,
@@ -47,12 +47,12 @@ from .planning.compute import (
     allocate,
     compute_for_objective,
 )
-from .planning.data_constrained import DataConstrained, DataConstrainedMode
-from .planning.hardware import Hardware, load_profile, resolve_hardware
-from .planning.moe import MoEChoice
-from .planning.request import DEFAULT_TARGET_DAYS, PlanRequest
-from .planning.serving import Fleet, ServingChoice
-from .planning.training import (
+from .data_constrained import DataConstrained, DataConstrainedMode
+from .hardware import Hardware, load_profile, resolve_hardware
+from .moe import MoEChoice
+from .request import DEFAULT_TARGET_DAYS, PlanRequest
+from .serving import Fleet, ServingChoice
+from .training import (
     GUESS_MFU_OF_MATMUL,
     MAX_NODE_DOUBLINGS,
     MAX_PLAUSIBLE_MFU,
@@ -62,7 +62,7 @@ from .planning.training import (
     choose_gpus,
     training_choice,
 )
-from .planning.uncertainty import Band, Uncertainty, loss_band, percentiles, uncertainty_for
+from .uncertainty import Band, Uncertainty, loss_band, percentiles, uncertainty_for
 
 NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
 NEAR_OPTIMAL_BISECTIONS = 64  # halvings of the ±60 (log N) bracket: 120/2^64 ~ 7e-18, below double precision
@@ -176,7 +176,7 @@ def recommend(
 
     ``calibration``: ``"latest"`` plans with the newest training MFU and bf16 matmul rate measured
     for the profile (in ``calibration_dir``, else ``$SCALING_PLANNER_CALIBRATION_DIR``, else
-    ``~/.scaling-planner/calibration``), or give a :class:`~scaling_planner.calibration.CalibrationRecord`
+    ``~/.scaling-planner/calibration``), or give a :class:`~scaling_planner.calibration.store.CalibrationRecord`
     or a list of them; the plan's ``calibration`` says which records it used
     (:mod:`scaling_planner.planning.calibration`). An explicit ``mfu`` wins over a training record.
 
@@ -289,7 +289,7 @@ def _moe_section(req: PlanRequest, dc, C: float, hw: Hardware, training) -> tupl
     with what it does not carry over from the dense plan (the unique-token cap, a measured MFU)."""
     if req.experts is None:
         return None, []
-    from .planning.moe import section
+    from .moe import section
 
     moe = section(C, req.experts, req.top_k, profile=hw.profile, gpus=training.gpus if training else None,
                   price_usd_per_hour=req.price_usd_per_hour, precision=PRECISION)

@@ -55,7 +55,7 @@ class CalibrationUse(BaseModel):
 
 def _records(calibration, calibration_dir, profile_name: str):
     """(requested, directory, records for the profile, problems) for any accepted ``calibration``."""
-    from .. import calibration as cal
+    from ..calibration import store as cal
 
     if isinstance(calibration, str):
         if calibration.strip().lower() != "latest":
@@ -86,7 +86,7 @@ def resolve(calibration, calibration_dir, profile_name: str, precision: str = "b
     """The records a plan on ``profile_name`` at ``precision`` uses (the newest of each kind that
     qualifies; module docstring). ``calibration``: 'latest' (read ``calibration_dir``, else
     ``$SCALING_PLANNER_CALIBRATION_DIR``, else ``~/.scaling-planner/calibration``), one
-    :class:`~scaling_planner.calibration.CalibrationRecord` or a list of them.
+    :class:`~scaling_planner.calibration.store.CalibrationRecord` or a list of them.
 
     Never fails for a missing or empty history: the plan goes on with the profile's defaults and
     the result says "no calibration found for <profile> in <dir>".

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.measure import measure_with_ray_tasks, ray_task_runner
+from scaling_planner.flows.measure import measure_with_ray_tasks, ray_task_runner
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.preflight import PreflightRequest, preflight
+from scaling_planner.flows.preflight import PreflightRequest, preflight
 from scaling_planner.preflight.gate import GateLimits
 
 

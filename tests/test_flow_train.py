@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from flows.preflight import PreflightRequest, preflight
-from flows.train import TrainRequest, architecture_of, train
 from scaling_planner.calibration.store import history
+from scaling_planner.flows.preflight import PreflightRequest, preflight
+from scaling_planner.flows.train import TrainRequest, architecture_of, train
 from scaling_planner.preflight.gate import GateLimits
 
 TINY = {"params": 5e4, "seq_len": 64, "batch_size": 8, "threads_per_worker": 1}

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ci_sweep(prefect_harness, tmp_path_factory):
-    from flows.scaling_sweep import SweepRequest, scaling_sweep
+    from scaling_planner.flows.scaling_sweep import SweepRequest, scaling_sweep
 
     out = tmp_path_factory.mktemp("sweep")
     summary = out.parent / f"{out.name}-summary.json"

@@ -53,7 +53,7 @@ def register(sub) -> None:
     g.add_argument("--tokens-per-param", type=positive("tokens_per_param"), metavar="R", help="D/N at a row's centre")
     g.add_argument("--suggested-runs", type=int, metavar="K", help="extra rungs chosen by the fitter")
     g.add_argument("--heldout-flops", type=positive("heldout_flops"), metavar="C", help="compute of the held-out rung")
-    g.add_argument("--corpus", metavar="FILE", help="training text (default: examples/corpus/python_docs.txt)")
+    g.add_argument("--corpus", metavar="FILE", help="training text (default: the corpus shipped with the package)")
     g.add_argument("--max-epochs", type=positive("max_epochs"), metavar="E")
     g.add_argument("--min-steps", type=positive_int("min_steps"), metavar="S")
     g.add_argument("--seed", type=int)

@@ -87,7 +87,7 @@ class SweepDefinition(BaseModel):
                                            "GPU), fp32, bf16, tf32")
     threads_per_rung: int = Field(1, ge=1, le=256, description="torch threads (and Ray CPUs) per rung")
     eval_batches: int = Field(16, ge=1, le=1000, description="validation batches for the final loss")
-    corpus: str | None = Field(None, description="text file; default the corpus shipped in examples/corpus")
+    corpus: str | None = Field(None, description="text file; default the corpus shipped with the package")
     max_epochs: float = Field(4.0, gt=0, description="most passes over the train split a rung may ask for "
                                                      "(Muennighoff 2023: ~4 epochs ≈ fresh data)")
     min_steps: int = Field(100, ge=1, description="fewest optimizer steps a rung may have (runs of ~50-100 "

@@ -5,7 +5,7 @@ Tokens are the UTF-8 bytes of the text (vocabulary 256, no tokenizer to train or
 offsets drawn from a seeded ``torch.Generator``; validation batches are evenly spaced windows over the
 validation split, the same for every run and seed, so runs of a sweep are scored on the same text.
 
-The corpus shipped with the repository is ``examples/corpus/python_docs.txt`` (see its README).
+The corpus ships with the package: ``scaling_planner/train/corpus/python_docs.txt`` (see its README).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from ..base.errors import InputError
 
 VOCAB_SIZE = 256
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "examples" / "corpus" / "python_docs.txt"
+DEFAULT_CORPUS = Path(__file__).resolve().parent / "corpus" / "python_docs.txt"
 MIN_TOKENS = 4096
 
 
@@ -54,7 +54,7 @@ class Corpus:
         """
         p = Path(DEFAULT_CORPUS if path is None else path).expanduser()
         if not p.exists():
-            hint = " (the shipped corpus lives in examples/corpus/ of a source checkout)" if path is None else ""
+            hint = " (the shipped corpus is package data of scaling_planner.train)" if path is None else ""
             raise InputError("corpus", f"no such file: {p}{hint}")
         if not p.is_file():
             raise InputError("corpus", f"not a file: {p}")

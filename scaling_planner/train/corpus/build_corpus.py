@@ -7,7 +7,7 @@ shuffled with ``random.Random(0)`` so that the last 10% of the file (the validat
 :class:`scaling_planner.train.data.Corpus`) is a random sample of documents, and joined with a blank
 line. The output depends on the Python version; README.md records the one used.
 
-    python examples/corpus/build_corpus.py [OUT]
+    python scaling_planner/train/corpus/build_corpus.py [OUT]
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from results_io import write_result  # noqa: E402
 from scaling_planner.hardware.profiles import get_profile  # noqa: E402
 from scaling_planner.simulate import efficiency as eff  # noqa: E402
 from scaling_planner.simulate.architecture import get_arch  # noqa: E402
-from scaling_planner.simulate.estimate import simulate_training  # noqa: E402
-from scaling_planner.simulate.training import evaluate_grid, layout_grid  # noqa: E402
+from scaling_planner.simulate.training.estimate import simulate_training  # noqa: E402
+from scaling_planner.simulate.training.search import evaluate_grid, layout_grid  # noqa: E402
 
 
 def _best_of(fn, repeats=5):

@@ -113,7 +113,7 @@ def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
     from .calibration.choice import resolve
     from .planning.recommend import load_profile
     from .simulate.architecture import Architecture, shape_for_params
-    from .simulate.estimate import simulate_training as _simulate
+    from .simulate.training.estimate import simulate_training as _simulate
 
     profile = load_profile(gpu)
     precision = "bf16"

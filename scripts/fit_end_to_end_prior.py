@@ -1,4 +1,4 @@
-"""Refit the end-to-end prior (scaling_planner/simulate/data/end_to_end_prior.json) from the validation data.
+"""Refit the end-to-end prior (scaling_planner/simulate/training/data/end_to_end_prior.json) from the validation data.
 
     python scripts/fit_end_to_end_prior.py          # writes the JSON, prints it
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from scaling_planner.base.io import write_json_atomic
 from scaling_planner.validation import published, tuned
 
-OUT = Path(__file__).resolve().parents[1] / "scaling_planner" / "simulate" / "data" / "end_to_end_prior.json"
+OUT = Path(__file__).resolve().parents[1] / "scaling_planner/simulate/training/data/end_to_end_prior.json"
 
 if __name__ == "__main__":
     prior = published.fit_prior(tuned.tuned_band())

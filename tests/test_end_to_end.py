@@ -13,13 +13,13 @@ from conftest import SHARED
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.preflight.gate import GateLimits, evaluate
 from scaling_planner.simulate.architecture import get_arch
-from scaling_planner.simulate.end_to_end import (
+from scaling_planner.simulate.training.end_to_end import (
     EAGER_UNFUSED_BYTES,
     load_prior,
     probability_above,
     two_piece_sigmas,
 )
-from scaling_planner.simulate.estimate import simulate_training
+from scaling_planner.simulate.training.estimate import simulate_training
 from scaling_planner.validation import published, tuned
 
 PUBLISHED_CSV = SHARED / "data" / "published_training_runs.csv"
@@ -56,7 +56,7 @@ def test_the_tuned_stack_alone_is_far_too_cheap_and_the_mechanism_earns_its_plac
 
 def test_shipped_prior_is_the_fit_of_the_data():
     """No hand-set constants: refitting the data gives the shipped JSON (scripts/fit_end_to_end_prior.py)."""
-    shipped = json.loads((Path(published.__file__).parents[1] / "simulate" / "data" /
+    shipped = json.loads((Path(published.__file__).parents[1] / "simulate" / "training" / "data" /
                           "end_to_end_prior.json").read_text())
     fresh = published.fit_prior(tuned.tuned_band())
     for key in ("unfused_bytes_per_element", "log_factor", "log_p10", "log_p90", "tuned_log_p10", "tuned_log_p90",

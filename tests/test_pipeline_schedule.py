@@ -15,7 +15,7 @@ from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.simulate import efficiency as eff
 from scaling_planner.simulate.architecture import get_arch
 from scaling_planner.simulate.memory import RECOMPUTE_FULL
-from scaling_planner.simulate.training import step_time
+from scaling_planner.simulate.training.step import step_time
 
 PEER = {"send_act": (1, "recv_act"), "recv_act": (-1, "send_act"),
         "send_grad": (-1, "recv_grad"), "recv_grad": (1, "send_grad")}

@@ -10,12 +10,9 @@ from scaling_planner.cli import main
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.simulate import efficiency as eff
 from scaling_planner.simulate.architecture import get_arch, shape_for_params
-from scaling_planner.simulate.estimate import simulate_training
-from scaling_planner.simulate.training import (
-    evaluate_grid,
-    layout_grid,
-    step_time,
-)
+from scaling_planner.simulate.training.estimate import simulate_training
+from scaling_planner.simulate.training.search import evaluate_grid, layout_grid
+from scaling_planner.simulate.training.step import step_time
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +184,7 @@ def test_deepspeed_engine_adds_exactly_its_p2p_and_accumulation(h100):
     """Per micro-batch the DeepSpeed engine adds two whole-gradient transfers, the TP all-gather of the
     received activation and one 16-bit gradient accumulation pass; the pipeline pays them m + p - 1 times."""
     from scaling_planner.simulate.memory import stage_param_counts
-    from scaling_planner.simulate.training import GRAD_ACCUMULATE_BYTES, PARAM_TENSORS_PER_LAYER
+    from scaling_planner.simulate.training.step import GRAD_ACCUMULATE_BYTES, PARAM_TENSORS_PER_LAYER
 
     arch, r = get_arch("llama3-70b"), eff.DeviceRates(h100)
     s, b, t, p, d, m = 8192, 1, 8, 8, 4, 32

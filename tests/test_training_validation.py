@@ -15,7 +15,7 @@ from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.simulate import efficiency as eff
 from scaling_planner.simulate.architecture import get_arch
 from scaling_planner.simulate.memory import RECOMPUTE_FULL, RECOMPUTE_SELECTIVE
-from scaling_planner.simulate.training import step_time
+from scaling_planner.simulate.training.step import step_time
 from scaling_planner.validation import tuned
 
 CASES = tuned.all_cases()

@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from ..base.errors import InputError
     from ..hardware.profiles import get_profile
     from ..simulate.architecture import get_arch, moe_shape_for_params, shape_for_params
-    from ..simulate.estimate import simulate_training
-    from ..simulate.training import DEFAULT_DP_OVERLAP
+    from ..simulate.training.estimate import simulate_training
+    from ..simulate.training.search import DEFAULT_DP_OVERLAP
 
     profile = get_profile(args.gpu)
     moe = args.experts is not None

@@ -61,7 +61,7 @@ def resolve_hardware(request) -> Hardware:
     records; the MFU the simulator uses is the explicit ``mfu``, else the calibrated one."""
     if request.gpu is None:
         return Hardware(None, None, None, [])
-    from ..simulate.estimate import device_domain
+    from ..simulate.training.estimate import device_domain
 
     profile = load_profile(request.gpu)
     if request.gpus is not None:

@@ -175,7 +175,7 @@ def section(compute_flops: float, experts, top_k, *, profile=None, gpus: int | N
 def _simulate(out: MoEChoice, alloc, profile, gpus: int, price, precision: str) -> MoETraining | None:
     """Simulate on the plan's GPUs; when the MoE does not fit there (all experts must be held), on
     the smallest of 2x .. 2^MAX_GPU_DOUBLINGS x as many that fits; otherwise say why, without a figure."""
-    from ..simulate.estimate import simulate_training
+    from ..simulate.training.estimate import simulate_training
 
     try:
         arch = architecture(alloc, out.experts, out.top_k)

@@ -2,7 +2,7 @@
 
 An objective picks the training compute C (law level), the law's compute-optimal allocation
 (Hoffmann Eq. 4) turns C into a model size N and tokens D, and the training simulator
-(:func:`scaling_planner.simulate.training.simulate_training`) turns (N, D, GPU, G) into a layout,
+(:func:`scaling_planner.simulate.training.estimate.simulate_training`) turns (N, D, GPU, G) into a layout,
 MFU, wall-clock, GPU-hours, cost and energy:
 
 - ``target_loss`` L: C = the minimal compute that reaches L (closed form, Besiroglu 2024);

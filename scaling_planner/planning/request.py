@@ -109,7 +109,7 @@ class PlanRequest(NamedTuple):
                   calibration, calibration_dir, unique_tokens, experts, top_k, tokens_per_day, serving_days,
                   serving_options, efficiency="realised") -> PlanRequest:
         """The request, or InputError for the first problem (module docstring)."""
-        from ..simulate.end_to_end import check_mode
+        from ..simulate.training.end_to_end import check_mode
 
         objective = _objective(target_loss, budget_flops, budget_usd, budget_gpu_hours, gpus, deadline_days)
         check_mode(efficiency)

@@ -1,5 +1,5 @@
 """Training the planned model on a cluster: the memoised training simulator
-(:func:`scaling_planner.simulate.training.simulate_training` on the shape of N parameters), the GPU
+(:func:`scaling_planner.simulate.training.estimate.simulate_training` on the shape of N parameters), the GPU
 count when none is given (the smallest power-of-two multiple of a node that finishes within the
 target days), and the plan's ``training`` block built from a simulation.
 
@@ -89,7 +89,7 @@ class Simulator:
         key = (float(N), float(D), int(G))
         if key not in self.cache:
             from ..simulate.architecture import shape_for_params
-            from ..simulate.estimate import simulate_training
+            from ..simulate.training.estimate import simulate_training
 
             self.calls += 1
             try:

@@ -104,7 +104,7 @@ def efficiency_draws(k: int, p10_factor: float, p90_factor: float):
 
     import numpy as np
 
-    from ..simulate.end_to_end import two_piece_sigmas
+    from ..simulate.training.end_to_end import two_piece_sigmas
 
     lo, hi = two_piece_sigmas(p10_factor, p90_factor)
     inv = NormalDist().inv_cdf

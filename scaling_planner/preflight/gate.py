@@ -8,7 +8,7 @@ the job breaks and by how much:
 * predicted wall-clock above ``deadline_days``;
 * with ``max_overrun_probability`` p: a chance above p that the cost or the wall-clock overruns its
   limit, read from the estimate's P10 / P50 / P90 (the spread of real end-to-end runs, or of the
-  step model for a tuned or measured estimate; :func:`~scaling_planner.simulate.end_to_end.probability_above`).
+  step model for a tuned or measured estimate; :func:`~scaling_planner.simulate.training.end_to_end.probability_above`).
   Without it a limit is broken when the P50 exceeds it. The decision reports both chances either way;
 * measured MFU (a real training step on this cluster, from the calibration history or the MFU meter)
   below ``min_mfu``; with ``require_measured_mfu`` a missing measurement is itself a rejection;
@@ -91,7 +91,7 @@ def _training_figures(plan) -> tuple[float | None, float | None, int | None]:
 
 def _overrun(plan, limit: float, what: str) -> float:
     """The chance that the plan's ``what`` ("cost_usd" or "wall_clock_days") overruns ``limit``."""
-    from ..simulate.end_to_end import probability_above
+    from ..simulate.training.end_to_end import probability_above
 
     t = plan.training
     return probability_above(limit, getattr(t, what), getattr(t, f"{what}_p10"), getattr(t, f"{what}_p90"))

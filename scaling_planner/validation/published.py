@@ -7,7 +7,7 @@ experts, top-k and active parameters) with the run's sequence length and vocabul
 profile and GPU count (where the source gives none, the planner's own choice: the smallest
 power-of-two number of nodes that trains it within 90 days at the tuned figure) and its global batch
 where published. Each run is priced twice: by the tuned stack (X = 0) and with the eager-layer
-traffic of step 1 (X = :data:`~scaling_planner.simulate.end_to_end.EAGER_UNFUSED_BYTES`, a count,
+traffic of step 1 (X = :data:`~scaling_planner.simulate.training.end_to_end.EAGER_UNFUSED_BYTES`, a count,
 not a fit), the best layout re-chosen for each.
 
 Fit (median regression): ``log_factor`` = the median of log(published / predicted). Leave-one-out:
@@ -37,9 +37,9 @@ from ..base.errors import InfeasibleError
 from ..base.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from ..hardware.profiles import get_profile
 from ..simulate.architecture import moe_shape_for_params, shape_for_params
-from ..simulate.end_to_end import EAGER_UNFUSED_BYTES, EndToEndPrior, best_for_stack, percentile_band
 from ..simulate.reliability import checkpoint_bytes, goodput
-from ..simulate.training import search_layouts
+from ..simulate.training.end_to_end import EAGER_UNFUSED_BYTES, EndToEndPrior, best_for_stack, percentile_band
+from ..simulate.training.search import search_layouts
 
 # X of step 1: the tuned stack (0) and the eager-layer count; the fit uses the last, the first shows
 # what the mechanism is worth (leave-one-out with and without it)
@@ -262,7 +262,7 @@ def mechanism_gain(cs=None) -> dict:
 
 def fit_prior(tuned_band: tuple[float, float], cs=None) -> dict:
     """The end-to-end prior fitted on every scored run, with the band from their leave-one-out
-    residuals (the JSON :func:`~scaling_planner.simulate.end_to_end.load_prior` reads)."""
+    residuals (the JSON :func:`~scaling_planner.simulate.training.end_to_end.load_prior` reads)."""
     cs = [c for c in (cs or curves()) if c.run.role == SCORED]
     j, mu = fit(_log_residuals(cs))
     loo = leave_one_out(cs)

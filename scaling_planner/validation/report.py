@@ -94,7 +94,7 @@ def tuned_groups() -> list[GroupReport]:
 
 
 def published_report() -> PublishedReport:
-    from ..simulate.end_to_end import load_prior
+    from ..simulate.training.end_to_end import load_prior
     from . import published as pub
 
     prior = load_prior()

@@ -26,7 +26,7 @@ from ..hardware.profiles import get_profile
 from ..simulate import efficiency as eff
 from ..simulate.architecture import Architecture, get_arch
 from ..simulate.memory import RECOMPUTE_NAMES
-from ..simulate.training import add_partial_recompute, evaluate_grid, layout_grid
+from ..simulate.training.search import add_partial_recompute, evaluate_grid, layout_grid
 
 METRICS = ("step_time_s", "hw_tflops_ptdp", "model_tflops", "tokens_per_s_per_gpu")
 STATUSES = ("strict", "miss", "unsupported")
@@ -201,7 +201,7 @@ def cost_log_error(result: TunedResult) -> float | None:
 def tuned_band(results: list[TunedResult] | None = None) -> tuple[float, float]:
     """10th and 90th percentiles of the cost error over every scored case (misses included): the band of a
     tuned-stack or measured-MFU estimate (the step model carrying a configuration to another)."""
-    from ..simulate.end_to_end import percentile_band
+    from ..simulate.training.end_to_end import percentile_band
 
     errs = [cost_log_error(r) for r in (results or run()) if r.case.status in SCORED]
     return percentile_band([e for e in errs if e is not None])

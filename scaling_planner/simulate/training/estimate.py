@@ -27,21 +27,22 @@ import math
 
 import numpy as np
 
-from ..base.errors import InfeasibleError, InputError
-from ..base.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
-from . import efficiency as eff
-from .architecture import Architecture
+from ...base.errors import InfeasibleError, InputError
+from ...base.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from .. import efficiency as eff
+from ..architecture import Architecture
+from ..memory import RECOMPUTE_FULL, RECOMPUTE_NAMES
 from .end_to_end import EndToEndPrior, best_for_stack, check_mode, load_prior
-from .memory import RECOMPUTE_FULL, RECOMPUTE_NAMES
-from .training import (
+from .search import (
+    BATCH_SLACK,
     DEFAULT_DP_OVERLAP,
-    PIPELINE_ENGINES,
     REASON_BATCH,
     REASON_INTERLEAVE,
     REASON_MEMORY,
     REASONS,
     search_layouts,
 )
+from .step import PIPELINE_ENGINES
 
 GIB = float(2**30)
 
@@ -68,7 +69,7 @@ def device_domain(profile, n_devices: int) -> int:
 
 
 def _layout(grid, i):
-    from .results import Layout
+    from ..results import Layout
 
     return Layout(
         tp=int(grid["t"][i]), pp=int(grid["p"][i]), dp=int(grid["d"][i]), ep=int(grid["e"][i]),
@@ -82,8 +83,6 @@ def _layout(grid, i):
 
 
 def _reject_detail(code: int, excess: float, grid, i) -> str:
-    from .training import BATCH_SLACK
-
     if code == REASON_MEMORY:
         return f"needs {excess / 2**30:.2f} GiB more than the device has per GPU"
     if code == REASON_BATCH and grid["B"][i] > BATCH_SLACK * grid["B_target"][i]:
@@ -144,7 +143,7 @@ def simulate_training(
     Raises InputError for bad input and InfeasibleError (with what fails and by how much) when no
     layout fits.
     """
-    from .results import LayoutScore, ModelSpec, SearchSummary, SimulationResult
+    from ..results import LayoutScore, ModelSpec, SearchSummary, SimulationResult
 
     domain = _check_inputs(tokens, n_devices, profile, precision, global_batch, measured_mfu, dp_overlap,
                            pipeline_engine, efficiency)
@@ -196,7 +195,7 @@ def _filled_layout(grid, i, seq_len):
 
 def _rejections(arch, profile, rates, n_devices, out):
     """The closest rejected layout per reason and the counts; InfeasibleError when nothing fits."""
-    from .results import Rejection
+    from ..results import Rejection
 
     grid, res = out.grid, out.result
     reasons = res["reason"]
@@ -231,9 +230,9 @@ def _estimate(arch, tokens, profile, rates, grid, res, i, tuned_i, n_devices, pa
               price_usd_per_hour, measured_mfu, measured_source, mode, prior, unfused, energy_options,
               reliability_options, flash_attention, pipeline_engine, params_asked):
     """The TrainingEstimate of layout ``i`` priced in ``mode`` (module docstring)."""
-    from .energy import training_energy_cost
-    from .reliability import checkpoint_bytes, goodput
-    from .results import EfficiencyProvenance, MemoryBreakdown, TimeBreakdown, TrainingEstimate
+    from ..energy import training_energy_cost
+    from ..reliability import checkpoint_bytes, goodput
+    from ..results import EfficiencyProvenance, MemoryBreakdown, TimeBreakdown, TrainingEstimate
 
     st = {k: float(v[i]) for k, v in res["step"].items()}
     mem = {k: float(np.asarray(v)[i] if np.ndim(v) else v) / GIB for k, v in res["mem"].items()}

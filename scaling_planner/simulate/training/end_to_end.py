@@ -43,7 +43,7 @@ from importlib import resources
 
 import numpy as np
 
-from ..base.errors import InputError
+from ...base.errors import InputError
 
 EFFICIENCY_MODES = ("realised", "tuned")
 
@@ -88,7 +88,7 @@ class EndToEndPrior:
 
 @cache
 def load_prior() -> EndToEndPrior:
-    """The shipped prior (``simulate/data/end_to_end_prior.json``)."""
+    """The shipped prior (``simulate/training/data/end_to_end_prior.json``)."""
     doc = json.loads(resources.files(__package__).joinpath("data", PRIOR_FILE).read_text(encoding="utf-8"))
     return prior_from_dict(doc)
 
@@ -139,7 +139,7 @@ def probability_above(limit: float, p50: float, p10: float, p90: float) -> float
 
 def percentile_band(values, lo: float = 10.0, hi: float = 90.0) -> tuple[float, float]:
     """The ``lo``-th and ``hi``-th percentiles of ``values`` (numpy's linear interpolation)."""
-    from ..base.stats import percentiles
+    from ...base.stats import percentiles
 
     q = percentiles(np.asarray(values, dtype=float), [lo, hi])
     return float(q[0]), float(q[1])

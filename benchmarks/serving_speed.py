@@ -23,9 +23,10 @@ import time
 from results_io import write_result
 
 from scaling_planner.hardware.profiles import get_profile
-from scaling_planner.simulate import serving as sv
-from scaling_planner.simulate import serving_sim as ss
 from scaling_planner.simulate.architecture import get_arch
+from scaling_planner.simulate.serving import eventsim as ss
+from scaling_planner.simulate.serving import iteration as sv
+from scaling_planner.simulate.serving import load as ld
 
 
 def best_of(fn, repeat=3):
@@ -68,13 +69,13 @@ def main() -> int:
 
     m70 = sv.build_model(get_arch("llama3-70b"), h100, tp=4)
     bmax = m70.max_batch(1280)
-    guess, _ = sv.analytic_capacity(m70, 1024, 256, bmax, 2.0, 0.2)
+    guess, _ = ld.analytic_capacity(m70, 1024, 256, bmax, 2.0, 0.2)
 
     def search(sim_fn):
         orig = ss.simulate
         ss.simulate = sim_fn
         try:
-            return sv.simulated_max_qps(m70, 1024, 256, 2.0, 0.2, guess_qps=guess, max_batch=bmax, requests=2000)
+            return ld.simulated_max_qps(m70, 1024, 256, 2.0, 0.2, guess_qps=guess, max_batch=bmax, requests=2000)
         finally:
             ss.simulate = orig
 

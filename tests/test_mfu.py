@@ -35,10 +35,10 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from scaling_planner.base.errors import InputError, MeasurementError
 from scaling_planner.hardware.profiles import get_profile
-from scaling_planner.measure.mfu import (
+from scaling_planner.measure.mfu import MfuMeter
+from scaling_planner.simulate.flops import (
     FLOPS_CONVENTION,
     FLOPS_CONVENTION_CAUSAL,
-    MfuMeter,
     flops_convention,
     model_flops_per_token,
 )

@@ -392,7 +392,7 @@ def served():
 
 def test_serving_section_is_the_serving_simulator(served):
     from scaling_planner.simulate.architecture import shape_for_params
-    from scaling_planner.simulate.serving import serving_capacity
+    from scaling_planner.simulate.serving.capacity import serving_capacity
 
     v, t = served.serving, served.training
     ref = serving_capacity(shape_for_params(served.model.params), load_profile("h100-sxm"), tokens_per_day=1e10)
@@ -409,7 +409,7 @@ def test_serving_section_is_the_serving_simulator(served):
 
 def test_every_alternative_is_served_by_its_own_fleet(served):
     from scaling_planner.simulate.architecture import shape_for_params
-    from scaling_planner.simulate.serving import serving_capacity
+    from scaling_planner.simulate.serving.capacity import serving_capacity
 
     alts = {a.name: a for a in served.alternatives}
     assert alts["compute-optimal"].serving_cost_usd == pytest.approx(served.serving.serving_cost_usd, rel=1e-12)

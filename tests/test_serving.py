@@ -17,7 +17,7 @@ import pytest
 from scaling_planner.base.errors import InfeasibleError, InputError
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.simulate.architecture import Architecture, get_arch
-from scaling_planner.simulate.serving import (
+from scaling_planner.simulate.serving.iteration import (
     build_model,
     compute_dtype,
     experts_touched,
@@ -174,13 +174,9 @@ def test_moe_reads_only_routed_experts():
 
 # --- capacity ---------------------------------------------------------------------------------------------
 
-from scaling_planner.simulate.serving import (  # noqa: E402
-    analytic_batch_at,
-    analytic_curve,
-    fixed_estimate,
-    serving_capacity,
-)
-from scaling_planner.simulate.serving_sim import poisson_workload, simulate  # noqa: E402
+from scaling_planner.simulate.serving.capacity import fixed_estimate, serving_capacity  # noqa: E402
+from scaling_planner.simulate.serving.eventsim import poisson_workload, simulate  # noqa: E402
+from scaling_planner.simulate.serving.load import analytic_batch_at, analytic_curve  # noqa: E402
 
 
 @pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])

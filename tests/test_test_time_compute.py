@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scaling_planner.base.errors import InputError
-from scaling_planner.simulate.test_time_compute import (
+from scaling_planner.simulate.serving.test_time_compute import (
     decode_tokens_per_query,
     fit_log_linear,
     pass_at_k,

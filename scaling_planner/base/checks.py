@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 from .errors import InputError
@@ -28,3 +31,19 @@ def finite_array(value, field: str, *, minimum: float = 0.0, inclusive: bool = F
 def positive_array(value, field: str) -> np.ndarray:
     """``value`` as a float array of finite numbers > 0."""
     return finite_array(value, field)
+
+
+def positive_number(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> float:
+    """``value`` as a float: finite and > 0 (>= 0 with ``allow_zero``; whole with ``integer``), else
+    InputError naming ``name``."""
+    if isinstance(value, bool):
+        raise InputError(name, f"must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InputError(name, f"must be a number, got {value!r}") from None
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        raise InputError(name, f"must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
+    if integer and x != int(x):
+        raise InputError(name, f"must be a whole number, got {value!r}")
+    return x

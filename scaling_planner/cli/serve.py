@@ -59,8 +59,8 @@ def register(sub) -> None:
 def run(args) -> int:
     from ..base.errors import InputError
     from ..hardware.profiles import get_profile
-    from ..simulate import serving
     from ..simulate.architecture import get_arch, shape_for_params
+    from ..simulate.serving import capacity as serving
     from .common import print_json
 
     arch = get_arch(args.arch) if args.arch else shape_for_params(args.params)

@@ -6,7 +6,7 @@ forward + backward, whatever the implementation really executes: activation reco
 flash-attention backward's recomputation of the score matrix and the masked-out half of a causal
 attention matrix are not in the numerator (those are hardware FLOPs, HFU, never mixed in here).
 
-FLOPs per token (:func:`model_flops_per_token`)::
+FLOPs per token (:func:`scaling_planner.simulate.flops.model_flops_per_token`, the one copy)::
 
     6 N + 12 L H Q T        (PaLM App. B; nanoGPT ``estimate_mfu``; torchtitan ``get_nparams_and_flops``)
     6 N +  6 L H Q T        (causal_halving=True: Megatron-LM ``num_floating_point_operations``
@@ -38,68 +38,16 @@ them the meter runs, just without synchronisation or power sampling.
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..base.checks import positive_number
 from ..base.errors import InputError, MeasurementError
+from ..simulate.flops import FLOPS_CONVENTION
 from .models import MfuReport
-
-FLOPS_CONVENTION = (
-    "6N + 12LHQT per token, forward + backward (PaLM App. B, nanoGPT, torchtitan): N = parameters "
-    "multiplied per token (non-embedding, active, plus the output head); attention not halved for the "
-    "causal mask; recompute not counted")
-FLOPS_CONVENTION_CAUSAL = (
-    "6N + 6LHQT per token, forward + backward (Megatron-LM): N = parameters multiplied per token "
-    "(non-embedding, active, plus the output head); attention halved for the causal mask; recompute "
-    "not counted")
-
-
-def flops_convention(causal_halving: bool = False) -> str:
-    """The one-line description of the FLOPs count :func:`model_flops_per_token` uses."""
-    return FLOPS_CONVENTION_CAUSAL if causal_halving else FLOPS_CONVENTION
-
-
-def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> float:
-    if isinstance(value, bool):
-        raise InputError(name, f"must be a number, got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise InputError(name, f"must be a number, got {value!r}") from None
-    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
-        raise InputError(name, f"must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
-    if integer and x != int(x):
-        raise InputError(name, f"must be a whole number, got {value!r}")
-    return x
-
-
-def model_flops_per_token(n_params: float, n_layers: int, n_heads: int, head_dim: int, seq_len: int, *,
-                          causal_halving: bool = False) -> float:
-    """Model FLOPs per token for one forward + backward pass: ``6 N + 12 L H Q T``.
-
-    Sources: Chowdhery et al. 2022 (PaLM), App. B, "6N + 12LHQT"; karpathy/nanoGPT
-    ``GPT.estimate_mfu``; pytorch/torchtitan ``get_nparams_and_flops`` (``12 * l * h * q * t``).
-    ``6 N``: each multiplied weight costs 2 FLOPs (multiply-add) forward and 4 backward (input and
-    weight gradients). ``12 L H Q T``: per layer and head, QK^T and PV are 2 T Q FLOPs each per
-    token forward, x3 with the backward. With ``causal_halving`` the attention term is halved to
-    ``6 L H Q T`` as Megatron-LM does (``num_floating_point_operations``: core attention
-    ``seq / 2``), counting only the unmasked half of the causal score matrix.
-
-    ``n_params``: parameters multiplied per token -- non-embedding (for MoE the active) parameters
-    plus the output head (tied or not); the input embedding lookup and the position embedding are no
-    matmul and are left out. Which description applies is :func:`flops_convention`.
-    """
-    n = _positive("n_params", n_params)
-    layers = _positive("n_layers", n_layers, integer=True)
-    heads = _positive("n_heads", n_heads, integer=True)
-    q = _positive("head_dim", head_dim, integer=True)
-    t = _positive("seq_len", seq_len, integer=True)
-    attention = 12.0 * layers * heads * q * t
-    return 6.0 * n + (attention / 2.0 if causal_halving else attention)
 
 
 def _cpu_name() -> str | None:
@@ -153,7 +101,7 @@ def _resolve_peak(peak_flops_per_s, peak_source, profile, device_kind, device_na
     name = prof.name if prof is not None else None
 
     if peak_flops_per_s is not None:
-        peak = _positive("peak_flops_per_s", peak_flops_per_s)
+        peak = positive_number("peak_flops_per_s", peak_flops_per_s)
         return peak, peak_source or "given by the caller (peak_flops_per_s)", name
     if prof is None:
         why = (f"no hardware profile matches device name {device_name!r}" if device_name
@@ -200,14 +148,14 @@ class MfuMeter:
                  sample_interval_s: float = 0.5, convention: str = FLOPS_CONVENTION, warmup_steps: int = 1,
                  peak_source: str | None = None, synchronize: bool | None = None,
                  device_name: str | None = None, clock: Callable[[], float] = time.perf_counter):
-        self.flops_per_token = _positive("flops_per_token", flops_per_token)
+        self.flops_per_token = positive_number("flops_per_token", flops_per_token)
         self.device = str(device)
         self._kind = _device_kind(self.device)
         self.dtype = str(dtype)
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
             raise InputError("warmup_steps", f"must be a whole number >= 0, got {warmup_steps!r}")
         self.warmup_steps = warmup_steps
-        self.sample_interval_s = _positive("sample_interval_s", sample_interval_s)
+        self.sample_interval_s = positive_number("sample_interval_s", sample_interval_s)
         self.convention = str(convention)
         self.device_name = device_name or (_cpu_name() if self._kind == "cpu" else _cuda_name(self.device))
         self.peak_flops_per_s, self.peak_source, self.profile = _resolve_peak(
@@ -252,7 +200,7 @@ class MfuMeter:
         """Mark the end of one optimizer step that processed ``tokens`` tokens on this device."""
         if self._stopped:
             raise MeasurementError("MfuMeter.step() after stop()")
-        n = _positive("tokens", tokens, integer=True)
+        n = positive_number("tokens", tokens, integer=True)
         if self._synchronize:
             self._sync()
         now = self._clock()

@@ -2,7 +2,7 @@
 --serving-days S``).
 
 A model is trained once and served for S days at T tokens a day (prompt + answer, the unit of
-``planner serve``). :func:`scaling_planner.simulate.serving.serving_capacity` sizes the fleet for
+``planner serve``). :func:`scaling_planner.simulate.serving.capacity.serving_capacity` sizes the fleet for
 the demand's peak under the p99 TTFT / time-per-output-token SLOs on the plan's GPU profile at the
 training price (replicas x tensor parallel, capacity by simulated load), so
 
@@ -85,7 +85,7 @@ class Fleet:
         key = float(N)
         if key not in self.cache:
             from ..simulate.architecture import shape_for_params
-            from ..simulate.serving import serving_capacity
+            from ..simulate.serving.capacity import serving_capacity
 
             try:
                 self.cache[key] = serving_capacity(

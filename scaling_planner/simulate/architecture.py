@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..base.errors import InputError
+from .flops import flops_per_token
 
 FfnKind = Literal["gelu", "swiglu"]
 AttentionKind = Literal["mha", "gqa", "mla"]
@@ -180,14 +181,13 @@ class Architecture(BaseModel):
         this is exactly ``72 L h^2 (1 + s/(6h) + V/(12 L h))`` of Narayanan et al. 2021.
         """
         s = self.seq_len if seq_len is None else seq_len
-        core = 6.0 * self.n_layers * s * (self.qk_dim + self.v_dim)
-        return 6.0 * self.matmul_params_per_token() + core
+        return flops_per_token(self.matmul_params_per_token(), self.n_layers, self.qk_dim + self.v_dim, s)
 
     def palm_flops_per_token(self, seq_len: int | None = None) -> float:
         """PaLM convention (Chowdhery et al. 2022, App. B): ``6 N + 12 L H Q T``, N non-embedding active."""
         s = self.seq_len if seq_len is None else seq_len
         n = self.active_params() - self.embedding_params()
-        return 6.0 * n + 12.0 * self.n_layers * self.n_heads * self.qk_head_dim * s
+        return flops_per_token(n, self.n_layers, 2.0 * self.n_heads * self.qk_head_dim, s)
 
     def with_seq_len(self, seq_len: int) -> Architecture:
         return self.model_copy(update={"seq_len": int(seq_len)})

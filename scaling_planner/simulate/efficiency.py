@@ -30,8 +30,13 @@ import numpy as np
 # Fraction of HBM bandwidth the elementwise kernels of a PyTorch training step reach (STREAM-like
 # kernels reach 0.85-0.9; unfused layernorm/softmax/dropout less).
 MEMORY_EFFICIENCY = 0.75
-# Fixed cost per kernel (eager launch from Python, prologue/epilogue, last partial wave), seconds.
+# Fixed cost per kernel of a training step (eager launch from Python, prologue/epilogue, last partial
+# wave), seconds.
 KERNEL_OVERHEAD_S = 20e-6
+# Fixed cost of one kernel in an inference engine that launches from C++ or CUDA graphs (launch,
+# prologue, last partial wave): a few microseconds on A100/H100; 3 us is a prior. The serving model's
+# default (a different software path from training's eager Python launches, hence a different figure).
+ENGINE_KERNEL_OVERHEAD_S = 3e-6
 # Fraction of the link's one-direction bandwidth NCCL reaches as bus bandwidth on the 10-100 MB
 # messages of tensor parallelism (NVSwitch: nccl-tests ~230 of 300 GB/s at 1 GB, less at 10-100 MB
 # and while compute kernels share the SMs; Calculon's A100 system file also uses 0.6) and on the
@@ -115,10 +120,19 @@ def link(rates: DeviceRates, inter):
     return bw, lat
 
 
-def all_reduce_time_s(rates: DeviceRates, nbytes, n, inter):
+def ring_all_reduce_s(nbytes, n, bytes_per_s, latency_s):
+    """Ring all-reduce of ``nbytes`` over ``n`` ranks: ``latency + 2(n-1)/n · S / BW`` with ``BW`` the
+    effective bus bandwidth (nccl-tests convention, formula sheet §5.2 "Collectives"); 0 for n = 1.
+    The one copy of the formula: training (:func:`all_reduce_time_s`) and serving use it."""
     n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = latency_s + np.asarray(nbytes, dtype=float) * 2.0 * (n - 1) / n / bytes_per_s
+    return np.where(n > 1, t, 0.0)
+
+
+def all_reduce_time_s(rates: DeviceRates, nbytes, n, inter):
     bw, lat = link(rates, inter)
-    return np.where(n > 1, lat + nbytes * 2.0 * (n - 1) / n / bw, 0.0)
+    return ring_all_reduce_s(nbytes, n, bw, lat)
 
 
 def gather_time_s(rates: DeviceRates, nbytes, n, inter):

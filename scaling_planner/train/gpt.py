@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional
 
 from ..base.errors import InputError
-from ..measure.mfu import flops_convention, model_flops_per_token
+from ..simulate.flops import flops_convention, model_flops_per_token
 
 
 class GPTConfig(BaseModel):
@@ -73,7 +73,7 @@ class GPTConfig(BaseModel):
         return self.params_nonembedding() + self.vocab_size * self.d_model
 
     def flops_per_token(self, causal_halving: bool = False) -> float:
-        """Model FLOPs per token, forward + backward (:func:`~scaling_planner.measure.mfu.model_flops_per_token`)."""
+        """Model FLOPs per token, forward + backward (:func:`~scaling_planner.simulate.flops.model_flops_per_token`)."""
         return model_flops_per_token(self.params_for_flops(), self.n_layer, self.n_head, self.head_dim,
                                      self.seq_len, causal_halving=causal_halving)
 

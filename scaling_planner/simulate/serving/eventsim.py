@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..base.errors import InfeasibleError, InputError
-from .serving import (
+from ...base.errors import InfeasibleError, InputError
+from .iteration import (
     DEFAULT_BLOCK_TOKENS,
     DEFAULT_MAX_BATCH,
     ServingModel,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..base.errors import InputError
+from ...base.errors import InputError
 
 
 def decode_tokens_per_query(output_tokens, thinking_tokens=0.0, samples=1):

@@ -111,7 +111,7 @@ class ReplicaOption(_Out):
     tensor_parallel: int
     max_batch_size: int
     kv_capacity_tokens: float
-    analytic_max_qps: float  # mean-latency fixed point, see serving.analytic_capacity
+    analytic_max_qps: float  # mean-latency fixed point, see load.analytic_capacity
     simulated_max_qps: float | None = None  # bisection over load with the event simulation
     max_qps: float  # what the plan uses: the simulated value when there is one
     meets_slo: bool

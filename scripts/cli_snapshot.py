@@ -2,6 +2,9 @@
 
     python scripts/cli_snapshot.py save DIR      # run every command, write DIR/<n>.json
     python scripts/cli_snapshot.py check DIR     # run again, report every command whose output differs
+    python scripts/cli_snapshot.py values DIR    # the same, but a restructured output passes when every value
+                                                 # present before is present after and equal (fields may move
+                                                 # into typed sub-models: the leaf names are compared)
 
 For refactors that must not change what users see (issue 15 "outputs unchanged"): the commands cover every
 verb with a JSON output that does not depend on the machine (measure and sweep measure this box; they are
@@ -77,6 +80,35 @@ def run(cmd: str) -> tuple[int, object]:
         return proc.returncode, proc.stdout
 
 
+def _leaves(obj, path=""):
+    """(path, leaf name, value) of every scalar in a JSON document."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, f"{path}.{k}" if path else k)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _leaves(v, f"{path}[{i}]")
+    else:
+        yield path, path.rsplit(".", 1)[-1], obj
+
+
+def _values_kept(old, new) -> list[str]:
+    """Values of ``old`` missing from ``new``: a leaf kept at its path must be equal; a leaf whose path is
+    gone must reappear, equal, under the same leaf name below the same top-level section."""
+    new_by_path = {p: v for p, _, v in _leaves(new)}
+    new_by_name = {}
+    for p, name, v in _leaves(new):
+        new_by_name.setdefault((p.split(".", 1)[0], name), []).append(v)
+    lost = []
+    for p, name, v in _leaves(old):
+        if p in new_by_path:
+            if new_by_path[p] != v:
+                lost.append(f"{p}: {v!r} -> {new_by_path[p]!r}")
+        elif v not in new_by_name.get((p.split(".", 1)[0], name), []):
+            lost.append(f"{p}: {v!r} gone")
+    return lost
+
+
 def main(argv: list[str]) -> int:
     mode, folder = argv[0], Path(argv[1])
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,11 +122,17 @@ def main(argv: list[str]) -> int:
             print(f"{n:02d} exit {code} {cmd}")
         else:
             old = json.loads(path.read_text())
-            same = old == json.loads(json.dumps(doc, sort_keys=True))
+            new = json.loads(json.dumps(doc, sort_keys=True))
+            if mode == "values":
+                lost = _values_kept(old, new)
+                bad += bool(lost)
+                print(f"{'kept' if not lost else 'LOST'} {n:02d} {cmd}" + "".join(f"\n    {x}" for x in lost[:5]))
+                continue
+            same = old == new
             bad += not same
             print(f"{'same' if same else 'DIFF'} {n:02d} {cmd}")
-    if mode == "check":
-        print(f"{len(COMMANDS) - bad}/{len(COMMANDS)} identical")
+    if mode in ("check", "values"):
+        print(f"{len(COMMANDS) - bad}/{len(COMMANDS)} {'identical' if mode == 'check' else 'with every value kept'}")
     return 1 if bad else 0
 
 

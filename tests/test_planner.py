@@ -61,7 +61,8 @@ def test_explain_arithmetic_holds(plan_1e22):
     assert t.mfu == pytest.approx(t.model_flops / (t.gpu_hours * 3600 * t.peak_flops_per_s), rel=1e-9)
     assert t.gpu_hours == pytest.approx(t.gpus * t.wall_clock_days * 24, rel=1e-9)
     assert t.cost_usd == pytest.approx(t.gpu_hours * t.price_usd_per_gpu_hour, rel=1e-9)
-    assert t.energy_kwh == pytest.approx(t.gpu_hours * (t.device_power_w + t.host_w_per_device) * t.pue / 1000,
+    e = t.energy_assumptions
+    assert t.energy_kwh == pytest.approx(t.gpu_hours * (e.device_power_w + e.host_w_per_device) * e.pue / 1000,
                                          rel=1e-9)
     text = "\n".join(explain_lines(p))
     assert "FLOP/s" in text and "FLOPs /" in text and "goodput" in text

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
-from collections.abc import Sequence
 
 from ..base.units import parse_positive, parse_quantity
 
@@ -92,25 +90,7 @@ def _default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-_NUMERIC_CELL = re.compile(r"^[-+$~]?[\d.,]+(?:e[-+]?\d+)?\s*[%A-Za-z/]{0,8}$|^-$|^$")
-
-
-def table(rows: Sequence[Sequence[object]], header: Sequence[str] | None = None, indent: str = "  ") -> str:
-    """A plain aligned text table: the first column and text columns left-aligned, numbers right-aligned."""
-    body = [[str(c) for c in r] for r in rows]
-    cells = ([[str(h) for h in header]] if header else []) + body
-    if not cells:
-        return ""
-    ncols = max(map(len, cells))
-    widths = [max(len(row[i]) for row in cells if i < len(row)) for i in range(ncols)]
-    numeric = [i > 0 and all(_NUMERIC_CELL.match(row[i]) for row in body if i < len(row)) for i in range(ncols)]
-    lines = []
-    for k, row in enumerate(cells):
-        parts = [c.rjust(widths[i]) if numeric[i] else c.ljust(widths[i]) for i, c in enumerate(row)]
-        lines.append((indent + "  ".join(parts)).rstrip())
-        if header and k == 0:
-            lines.append((indent + "  ".join("-" * w for w in widths)).rstrip())
-    return "\n".join(lines)
+from ..render.text import table  # noqa: E402,F401  (the CLI modules import it from here)
 
 
 def add_efficiency_argument(parser) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_efficiency_argument, positive, positive_int, print_json, table
+from .common import add_efficiency_argument, positive, positive_int, print_json
 
 
 def register(subparsers) -> None:
@@ -135,69 +135,10 @@ def run(args: argparse.Namespace) -> int:
             doc["calibration"] = use.model_dump(mode="json")
         print_json(doc)
         return 0
-    _print(result)
+    from ..render.simulation import render
+
+    print(render(result))
     if use is not None:
         for line in use.plan_notes():
             print(f"  {line}")
     return 0
-
-
-def _lay(lay) -> str:
-    ep = f" EP{lay.ep}" if lay.ep > 1 else ""
-    il = f" v{lay.interleave}" if lay.interleave > 1 else ""
-    return (f"TP{lay.tp} PP{lay.pp}{il} DP{lay.dp}{ep} mb{lay.micro_batch}x{lay.micro_batches} "
-            f"{lay.recompute} ZeRO-{lay.zero_stage}{' SP' if lay.sequence_parallel else ''}")
-
-
-def _print(r) -> None:
-    from ..base.units import format_si, format_usd
-
-    m, t, s = r.model, r.training, r.search
-    print(f"Training {m.name}: {format_si(m.params)} params ({format_si(m.active_params)} active), "
-          f"{format_si(m.tokens)} tokens, {r.compute_flops:.3g} FLOPs (model, Megatron count)")
-    print(f"  shape: {m.n_layers} layers, d {m.d_model}, {m.n_heads} heads ({m.n_kv_heads} KV), FFN {m.ffn_hidden} "
-          f"{m.ffn_kind}, vocab {m.vocab_size}, seq {m.seq_len}" + (f", {m.n_experts} experts top-{m.top_k}"
-                                                                    if m.n_experts > 1 else ""))
-    print(f"\nBest layout on {t.gpus} x {t.gpu} ({t.precision}): {_lay(t.layout)}, "
-          f"global batch {t.layout.global_batch} seqs ({format_si(t.layout.global_batch_tokens)} tokens)")
-    rows = [
-        ["wall-clock", f"{t.wall_clock_days:.1f} days",
-         f"{t.wall_clock_days_p10:.1f} .. {t.wall_clock_days_p90:.1f} days", f"{t.wall_clock_days_tuned:.1f} days"],
-        ["GPU-hours", format_si(t.gpu_hours), f"{format_si(t.gpu_hours_p10)} .. {format_si(t.gpu_hours_p90)}",
-         format_si(t.gpu_hours_tuned)],
-        ["cost", format_usd(t.cost_usd), f"{format_usd(t.cost_usd_p10)} .. {format_usd(t.cost_usd_p90)}",
-         format_usd(t.cost_usd_tuned)],
-        ["MFU (model FLOPs)", f"{t.mfu:.1%} end to end", "", f"{t.mfu_tuned:.1%}"],
-    ]
-    print(table(rows, ["", "P50", "P10 .. P90", "tuned stack"]))
-    rows = [
-        ["step time", f"{t.step_time_s:.3f} s (steady state, MFU {t.mfu_steady_state:.1%}, "
-                      f"HFU {t.hfu:.1%})"],
-        ["throughput", f"{format_si(t.tokens_per_s)} tokens/s"],
-        ["ideal time", f"{t.ideal_time_s / 86400:.1f} days"], ["goodput", f"{t.goodput:.1%}"],
-        ["end-to-end factor", f"x{t.end_to_end_factor:.2f}"],
-        ["price", f"${t.price_usd_per_gpu_hour:.2f}/GPU-h ({t.price_source})"],
-        ["energy", f"{format_si(t.energy_kwh)} kWh, {format_si(t.co2_kg)} kg CO2"],
-        ["efficiency", t.efficiency_source],
-        ["matmul", f"fraction {t.efficiency.achievable_matmul_fraction:.2f} "
-                   f"({t.efficiency.achievable_matmul_source})"],
-    ]
-    width = max(len(k) for k, _ in rows)
-    print("\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows))
-    tb = t.time_breakdown_s.model_dump()
-    print("\nTime per step (s)")
-    print(table([[k, f"{v:.3f}", "hidden" if k == "dp_comm_hidden" else f"{v / tb['total']:.1%}"]
-                 for k, v in tb.items()], ["part", "seconds", "share"]))
-    mb = t.memory_gib.model_dump()
-    print("\nMemory per GPU (GiB, most-loaded stage)")
-    print(table([[k, f"{v:.2f}"] for k, v in mb.items()], ["part", "GiB"]))
-    if s.next_best:
-        print("\nNext best layouts")
-        print(table([[_lay(x.layout), f"{x.step_time_s:.3f}", f"{x.mfu:.1%}", f"{x.memory_gib:.1f}"]
-                     for x in s.next_best], ["layout", "step s", "MFU", "GiB"]))
-    print(f"\nSearch: {s.candidates} candidates, {s.feasible} feasible, in {s.search_s * 1e3:.0f} ms; rejected: "
-          + (", ".join(f"{k} {v}" for k, v in s.rejected.items()) or "none"))
-    for rj in s.closest_rejected:
-        print(f"  closest {rj.reason}: {_lay(rj.layout)}: {rj.detail}")
-    for note in t.notes:
-        print(f"  note: {note}")

@@ -29,28 +29,20 @@ import math
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..base.errors import InfeasibleError, InputError
+from ..simulate.results import TrainingEstimate
 
 FITTED_EXPANSION_RATE = 64  # Krajewski 2024 fit every law coefficient at E = 64
 HEAD_DIM = 128
 MAX_GPU_DOUBLINGS = 6  # an MoE that does not fit on the plan's GPUs is tried on up to 64x as many
 
 
-class MoETraining(BaseModel):
-    """The training simulator on the MoE shape (best layout on the plan's GPUs)."""
-
-    model_config = ConfigDict(defer_build=True)
+class MoETraining(TrainingEstimate):
+    """The training simulator's estimate on the MoE shape (best layout on the plan's GPUs): the same
+    :class:`~scaling_planner.simulate.results.TrainingEstimate` as the plan's, plus the shape."""
 
     shape: str
     params: float = Field(description="all parameters of the simulated shape, embeddings included")
     active_params: float = Field(description="parameters touched per token, embeddings included")
-    gpus: int
-    layout: dict
-    model_flops: float = Field(description="the simulator's model FLOPs (Megatron count on active parameters)")
-    mfu: float
-    wall_clock_days: float
-    gpu_hours: float
-    cost_usd: float
-    energy_kwh: float
 
 
 class MoEChoice(BaseModel):
@@ -200,9 +192,6 @@ def _simulate(out: MoEChoice, alloc, profile, gpus: int, price, precision: str) 
     t, m = r.training, r.model
     out.notes.append("MoE: simulated with balanced routing; the simulator counts model FLOPs on active parameters "
                      f"({r.compute_flops:.3g} FLOPs vs Krajewski's {out.compute_flops:.3g})")
-    return MoETraining(
-        shape=f"{m.n_layers} layers, d_model {m.d_model}, {out.experts} experts top-{out.top_k} "
-              f"of width {arch.expert_ffn}", params=m.params, active_params=m.active_params, gpus=t.gpus,
-        layout=t.layout.model_dump(), model_flops=r.compute_flops, mfu=t.mfu, wall_clock_days=t.wall_clock_days,
-        gpu_hours=t.gpu_hours, cost_usd=t.cost_usd, energy_kwh=t.energy_kwh,
-    )
+    return MoETraining(**t.model_dump(), params=m.params, active_params=m.active_params,
+                       shape=f"{m.n_layers} layers, d_model {m.d_model}, {out.experts} experts top-{out.top_k} "
+                             f"of width {arch.expert_ffn}")

@@ -272,8 +272,7 @@ def _training_for(req: PlanRequest, hw: Hardware, placer: Placer, C: float,
             f"a {N / 1e9:.3g}B-parameter model (C = {C:.3g} FLOPs) does not fit in memory on "
             + (f"{req.gpus} x {hw.profile.name}" if req.gpus is not None
                else f"any GPU count of {hw.profile.name} tried"))
-    training = training_choice(placed.result, placed.gpus_source, hw.profile, PRECISION,
-                               mfu_provenance(hw.calibration, req.mfu))
+    training = training_choice(placed.result, placed.gpus_source, mfu_provenance(hw.calibration, req.mfu))
     days = training.wall_clock_days
     if req.deadline_days is not None and days > req.deadline_days * (1 + 1e-9):
         raise InfeasibleError(
@@ -342,6 +341,7 @@ def explain_lines(plan: Recommendation) -> list[str]:
                         f"α={plan.law.alpha:.4g}, β={plan.law.beta:.4g}; N, D from Hoffmann Eq. 4")
     if t is None:
         return lines
+    e = t.energy_assumptions
     lines += [
         f"model FLOPs (simulator, Megatron count for the {t.shape.split(' (')[0]} shape) = {t.model_flops:.6e} FLOPs "
         f"({t.model_flops / plan.compute_flops:.4f} × 6·N·D)",
@@ -359,9 +359,9 @@ def explain_lines(plan: Recommendation) -> list[str]:
         f"GPU-hours = GPUs × wall-clock hours = {t.gpus} × {t.wall_clock_days * 24:.6f} h = {t.gpu_hours:.6e} GPU-h",
         f"cost = GPU-hours × price = {t.gpu_hours:.6e} GPU-h × ${t.price_usd_per_gpu_hour:.4f}/GPU-h = "
         f"${t.cost_usd:.6e}  (price: {t.price_source})",
-        f"energy = GPU-hours × (device W + host W) × PUE / 1000 = {t.gpu_hours:.6e} × ({t.device_power_w:.6g} + "
-        f"{t.host_w_per_device:.6g}) W × {t.pue:.6g} / 1000 = {t.energy_kwh:.6e} kWh",
-        f"CO2 = energy × grid intensity = {t.energy_kwh:.6e} kWh × {t.grid_kg_co2_per_kwh:.6g} kg/kWh = "
+        f"energy = GPU-hours × (device W + host W) × PUE / 1000 = {t.gpu_hours:.6e} × ({e.device_power_w:.6g} + "
+        f"{e.host_w_per_device:.6g}) W × {e.pue:.6g} / 1000 = {t.energy_kwh:.6e} kWh",
+        f"CO2 = energy × grid intensity = {t.energy_kwh:.6e} kWh × {e.grid_kg_co2_per_kwh:.6g} kg/kWh = "
         f"{t.co2_kg:.6e} kg",
     ]
     v = plan.serving

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from ..base.errors import InfeasibleError
 from ..base.units import SECONDS_PER_DAY
 from ..laws.chinchilla import FLOPS_PER_PARAM_TOKEN
+from ..simulate.results import TrainingEstimate
 
 PRECISION = "bf16"  # the training precision the planner simulates
 MAX_NODE_DOUBLINGS = 14  # default GPU count at most 2^14 nodes (131,072 GPUs at 8 per node)
@@ -23,51 +24,15 @@ MAX_PLAUSIBLE_MFU = 0.8  # no simulated layout exceeds this: a count that would 
 GUESS_MFU_OF_MATMUL = 0.8  # first guess of a run's MFU as a share of the achievable matmul fraction
 
 
-class TrainingChoice(BaseModel):
-    """The simulator's estimate for training the chosen model (best layout on ``gpus`` x ``gpu``)."""
+class TrainingChoice(TrainingEstimate):
+    """The plan's training block: the simulator's :class:`~scaling_planner.simulate.results.TrainingEstimate`
+    of the chosen model on its GPUs (the same model ``planner simulate`` prints), plus how the plan came to it."""
 
-    gpu: str
-    gpus: int
     gpus_source: str = Field(description="'--gpus' or how the count was chosen")
-    precision: str
-    layout: dict = Field(description="the best parallel layout (TP, PP, DP, micro-batching, recompute, ZeRO)")
     shape: str = Field(description="the transformer shape simulated for N")
-    model_flops: float = Field(description="the simulator's model FLOPs of the run (Megatron count, a count)")
-    peak_flops_per_s: float = Field(description="dense peak per GPU at this precision (a rate)")
-    mfu: float = Field(description="expected realised MFU end to end (model FLOPs, no recompute, dense peak)")
     mfu_provenance: str = Field(
         description="'measured' (--mfu), 'measured: <calibration record>', 'simulated with the measured matmul "
         "rate of <calibration record>' or 'profile default' (simulated from the profile)")
-    predicted_mfu: float = Field(description="the simulator's MFU for this layout, before any override")
-    mfu_steady_state: float = Field(description="MFU of the chosen layout's steady-state step")
-    mfu_tuned: float = Field(description="the step model's MFU for a tuned Megatron-class stack")
-    efficiency_source: str = Field(description="the prior or measurement behind the figures")
-    step_time_s: float
-    tokens_per_s: float
-    ideal_time_s: float = Field(description="model_flops / (gpus x peak x steady-state MFU): failure-free time")
-    goodput: float
-    end_to_end_factor: float = Field(description="what published runs spend beyond steady state and failures")
-    wall_clock_days: float = Field(description="P50: ideal time / goodput x end_to_end_factor")
-    wall_clock_days_p10: float
-    wall_clock_days_p90: float
-    gpu_hours: float = Field(description="P50")
-    gpu_hours_p10: float
-    gpu_hours_p90: float
-    gpu_hours_tuned: float = Field(description="tuned stack: steady state plus failures and checkpoints")
-    wall_clock_days_tuned: float
-    price_usd_per_gpu_hour: float
-    price_source: str
-    cost_usd: float = Field(description="P50")
-    cost_usd_p10: float
-    cost_usd_p90: float
-    cost_usd_tuned: float
-    energy_kwh: float = Field(description="facility energy (PUE and host power included)")
-    co2_kg: float
-    device_power_w: float
-    host_w_per_device: float
-    pue: float
-    grid_kg_co2_per_kwh: float
-    notes: list[str] = []
 
 
 class Simulator:
@@ -153,34 +118,9 @@ def choose_gpus(sim: Simulator, N: float, D: float, target_days: float):
     return node * 2**k, r, True
 
 
-def training_choice(res, gpus_source: str, profile, precision: str, provenance: str) -> TrainingChoice:
-    """The plan's training block from a simulation ``res`` (energy: the simulator's defaults)."""
-    from ..simulate.energy import (
-        DEFAULT_GRID_KG_CO2_PER_KWH,
-        DEFAULT_HOST_W_PER_DEVICE,
-        DEFAULT_PUE,
-        DEFAULT_TRAINING_UTILIZATION,
-        device_power_w,
-    )
-
-    t = res.training
-    return TrainingChoice(
-        gpu=t.gpu, gpus=t.gpus, gpus_source=gpus_source, precision=t.precision,
-        layout=t.layout.model_dump(), shape=f"{res.model.n_layers} layers, d_model {res.model.d_model}, "
-        f"{res.model.n_heads} heads, {res.model.params / 1e9:.3g}B params ({res.model.shape_source})",
-        model_flops=res.compute_flops, peak_flops_per_s=float(profile.peak_flops_per_s(precision)),
-        mfu=t.mfu, mfu_provenance=provenance, mfu_steady_state=t.mfu_steady_state, mfu_tuned=t.mfu_tuned,
-        efficiency_source=t.efficiency_source,
-        predicted_mfu=t.efficiency.predicted_mfu, step_time_s=t.step_time_s, tokens_per_s=t.tokens_per_s,
-        ideal_time_s=t.ideal_time_s, goodput=t.goodput, end_to_end_factor=t.end_to_end_factor,
-        wall_clock_days=t.wall_clock_days, wall_clock_days_p10=t.wall_clock_days_p10,
-        wall_clock_days_p90=t.wall_clock_days_p90, gpu_hours=t.gpu_hours, gpu_hours_p10=t.gpu_hours_p10,
-        gpu_hours_p90=t.gpu_hours_p90, gpu_hours_tuned=t.gpu_hours_tuned, wall_clock_days_tuned=t.wall_clock_days_tuned,
-        price_usd_per_gpu_hour=t.price_usd_per_gpu_hour, price_source=t.price_source,
-        cost_usd=t.cost_usd, cost_usd_p10=t.cost_usd_p10, cost_usd_p90=t.cost_usd_p90, cost_usd_tuned=t.cost_usd_tuned,
-        energy_kwh=t.energy_kwh, co2_kg=t.co2_kg,
-        device_power_w=float(device_power_w(profile.tdp_w, DEFAULT_TRAINING_UTILIZATION,
-                                            getattr(profile, "idle_w", None))),
-        host_w_per_device=DEFAULT_HOST_W_PER_DEVICE, pue=DEFAULT_PUE,
-        grid_kg_co2_per_kwh=DEFAULT_GRID_KG_CO2_PER_KWH, notes=list(t.notes),
-    )
+def training_choice(res, gpus_source: str, provenance: str) -> TrainingChoice:
+    """The plan's training block from a simulation ``res``."""
+    m = res.model
+    return TrainingChoice(**res.training.model_dump(), gpus_source=gpus_source, mfu_provenance=provenance,
+                          shape=f"{m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads, "
+                                f"{m.params / 1e9:.3g}B params ({m.shape_source})")

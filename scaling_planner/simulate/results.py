@@ -112,6 +112,15 @@ class EfficiencyProvenance(_Out):
     prior_source: str = ""
 
 
+class EnergyAssumptions(_Out):
+    """The power model behind ``energy_kwh`` and ``co2_kg`` (``simulate/energy.py``), as used."""
+
+    device_power_w: float = Field(description="average accelerator power while training")
+    host_w_per_device: float = Field(description="CPU, memory, NICs and fans per accelerator")
+    pue: float = Field(description="facility power usage effectiveness")
+    grid_kg_co2_per_kwh: float = Field(description="grid carbon intensity")
+
+
 class TrainingEstimate(_Out):
     """The training estimate: P50 figures of a real end-to-end run with their P10 / P90 band, and the
     tuned-stack figures beside them (``efficiency_source`` says which prior or measurement set them)."""
@@ -138,6 +147,8 @@ class TrainingEstimate(_Out):
     mfu_tuned: float = Field(description="the step model's MFU for a tuned Megatron-class stack (its best layout)")
     hfu: float = Field(description="hardware FLOPs utilisation of the steady-state step (with recompute FLOPs)")
     model_tflops_per_gpu: float = Field(description="steady-state model TFLOP/s per GPU")
+    model_flops: float = Field(description="model FLOPs of the run (Megatron count, a count)")
+    peak_flops_per_s: float = Field(description="dense peak per device at this precision (a rate)")
     gpu_hours_tuned: float = Field(description="tuned stack: steady state plus failures and checkpoints")
     wall_clock_days_tuned: float
     cost_usd: float = Field(description="P50")
@@ -147,8 +158,9 @@ class TrainingEstimate(_Out):
     efficiency_source: str = Field(description="the prior or measurement behind the figures")
     price_usd_per_gpu_hour: float
     price_source: str
-    energy_kwh: float
+    energy_kwh: float = Field(description="facility energy over the P50 wall-clock (PUE and host power included)")
     co2_kg: float
+    energy_assumptions: EnergyAssumptions
     time_breakdown_s: TimeBreakdown
     memory_gib: MemoryBreakdown
     efficiency: EfficiencyProvenance

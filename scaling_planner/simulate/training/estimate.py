@@ -232,7 +232,7 @@ def _estimate(arch, tokens, profile, rates, grid, res, i, tuned_i, n_devices, pa
     """The TrainingEstimate of layout ``i`` priced in ``mode`` (module docstring)."""
     from ..energy import training_energy_cost
     from ..reliability import checkpoint_bytes, goodput
-    from ..results import EfficiencyProvenance, MemoryBreakdown, TimeBreakdown, TrainingEstimate
+    from ..results import EfficiencyProvenance, EnergyAssumptions, MemoryBreakdown, TimeBreakdown, TrainingEstimate
 
     st = {k: float(v[i]) for k, v in res["step"].items()}
     mem = {k: float(np.asarray(v)[i] if np.ndim(v) else v) / GIB for k, v in res["mem"].items()}
@@ -290,12 +290,15 @@ def _estimate(arch, tokens, profile, rates, grid, res, i, tuned_i, n_devices, pa
         gpu_hours=gpu_hours, gpu_hours_p10=gpu_hours * f10, gpu_hours_p90=gpu_hours * f90,
         mfu=total_model_flops / (gpu_hours * SECONDS_PER_HOUR * peak), mfu_steady_state=steady_mfu,
         mfu_tuned=float(res["mfu"][tuned_i]), hfu=hfu,
-        model_tflops_per_gpu=steady_mfu * peak / 1e12,
+        model_tflops_per_gpu=steady_mfu * peak / 1e12, model_flops=total_model_flops, peak_flops_per_s=peak,
         gpu_hours_tuned=t_wall * n_devices / SECONDS_PER_HOUR, wall_clock_days_tuned=t_wall / SECONDS_PER_DAY,
         cost_usd=float(ec.cost_usd), cost_usd_p10=float(ec.cost_usd) * f10, cost_usd_p90=float(ec.cost_usd) * f90,
         cost_usd_tuned=t_wall * n_devices / SECONDS_PER_HOUR * price,
         price_usd_per_gpu_hour=price, price_source=price_source,
-        energy_kwh=float(ec.energy_kwh), co2_kg=float(ec.co2_kg), time_breakdown_s=tb, memory_gib=mb,
+        energy_kwh=float(ec.energy_kwh), co2_kg=float(ec.co2_kg),
+        energy_assumptions=EnergyAssumptions(device_power_w=ec.device_power_w, host_w_per_device=ec.host_w_per_device,
+                                             pue=ec.pue, grid_kg_co2_per_kwh=ec.grid_kg_co2_per_kwh),
+        time_breakdown_s=tb, memory_gib=mb,
         efficiency_source=source,
         efficiency=EfficiencyProvenance(
             source=mode, curve=curve, achievable_matmul_fraction=rates.achievable_fraction,

@@ -225,8 +225,9 @@ def test_serving_demand_through_the_cli():
     assert code == 0 and err == ""
     doc = json.loads(out)
     v = doc["serving"]
-    assert v["tokens_per_day"] == 5e9 and v["serving_days"] == 180 and v["prompt_tokens"] == 512
-    assert v["p99_ttft_s"] == 1 and v["devices"] >= 1
+    fleet = v["fleet"]  # planner serve's plan, embedded
+    assert fleet["demand"]["tokens_per_day"] == 5e9 and v["serving_days"] == 180
+    assert fleet["demand"]["prompt_tokens"] == 512 and fleet["slo"]["p99_ttft_s"] == 1 and fleet["devices"] >= 1
     assert v["lifetime_cost_usd"] == pytest.approx(doc["training"]["cost_usd"] + v["serving_cost_usd"], rel=1e-12)
     assert doc["inference_tokens"] == pytest.approx(9e11)
     assert all(a["lifetime_cost_usd"] is not None for a in doc["alternatives"] if a["tokens"] is not None)

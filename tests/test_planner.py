@@ -396,16 +396,16 @@ def test_serving_section_is_the_serving_simulator(served):
     from scaling_planner.simulate.serving.capacity import serving_capacity
 
     v, t = served.serving, served.training
+    f = v.fleet
     ref = serving_capacity(shape_for_params(served.model.params), load_profile("h100-sxm"), tokens_per_day=1e10)
-    assert (v.devices, v.replicas, v.tensor_parallel) == (ref.devices, ref.replicas, ref.tensor_parallel)
-    assert v.cost_usd_per_day == pytest.approx(ref.cost_usd_per_day, rel=1e-12)
+    assert f == ref  # the section embeds planner serve's very plan
     assert v.serving_cost_usd == pytest.approx(365 * ref.cost_usd_per_day, rel=1e-12)
     assert v.lifetime_cost_usd == pytest.approx(t.cost_usd + v.serving_cost_usd, rel=1e-12)
-    assert v.cost_usd_per_day == pytest.approx(v.devices * t.price_usd_per_gpu_hour * 24, rel=1e-9)
+    assert f.cost_usd_per_day == pytest.approx(f.devices * t.price_usd_per_gpu_hour * 24, rel=1e-9)
     assert served.inference_tokens == pytest.approx(365e10)
     peak = t.peak_flops_per_s
-    assert v.effective_mfu == pytest.approx(2 * served.model.params * 1e10 / (v.devices * 86400 * peak), rel=1e-9)
-    assert "simulation" in v.capacity_method
+    assert v.effective_mfu == pytest.approx(2 * served.model.params * 1e10 / (f.devices * 86400 * peak), rel=1e-9)
+    assert "simulation" in f.capacity_method
 
 
 def test_every_alternative_is_served_by_its_own_fleet(served):
@@ -435,11 +435,11 @@ def test_serving_cost_scales_with_days_and_demand():
     busy = recommend(LAW, budget_flops=1e22, gpus=64, tokens_per_day=1e11, serving_days=30, serving_options=FAST,
                      alternatives=False)
     assert year.serving.serving_cost_usd == pytest.approx(10 * short.serving.serving_cost_usd, rel=1e-12)
-    assert year.serving.devices == short.serving.devices
+    assert year.serving.fleet.devices == short.serving.fleet.devices
     # 100x the demand: ~100x the replicas less the rounding-up of a small fleet (1 replica, part idle)
-    assert 50 * short.serving.devices < busy.serving.devices <= 100 * short.serving.devices
-    assert busy.serving.cost_usd_per_million_tokens < short.serving.cost_usd_per_million_tokens
-    assert "analytic" in short.serving.capacity_method
+    assert 50 * short.serving.fleet.devices < busy.serving.fleet.devices <= 100 * short.serving.fleet.devices
+    assert busy.serving.fleet.cost_usd_per_million_tokens < short.serving.fleet.cost_usd_per_million_tokens
+    assert "analytic" in short.serving.fleet.capacity_method
 
 
 def test_unmeetable_slo_is_said_not_fatal():

@@ -366,10 +366,11 @@ def explain_lines(plan: Recommendation) -> list[str]:
     ]
     v = plan.serving
     if v is not None:
+        f = v.fleet
         lines += [
-            f"serving fleet = {v.replicas} replicas × TP{v.tensor_parallel} = {v.devices} devices for "
-            f"{v.tokens_per_day:.6e} tokens/day at peak ×{v.peak_factor:g} ({v.capacity_method})",
-            f"serving cost = devices × price × 24 h × days = {v.devices} × ${t.price_usd_per_gpu_hour:.4f}/GPU-h "
+            f"serving fleet = {f.replicas} replicas × TP{f.tensor_parallel} = {f.devices} devices for "
+            f"{f.demand.tokens_per_day:.6e} tokens/day at peak ×{f.demand.peak_factor:g} ({f.capacity_method})",
+            f"serving cost = devices × price × 24 h × days = {f.devices} × ${t.price_usd_per_gpu_hour:.4f}/GPU-h "
             f"× 24 h × {v.serving_days:g} = ${v.serving_cost_usd:.6e}",
             f"lifetime cost = training + serving = ${t.cost_usd:.6e} + ${v.serving_cost_usd:.6e} = "
             f"${v.lifetime_cost_usd:.6e}",

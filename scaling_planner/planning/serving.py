@@ -24,39 +24,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..base.errors import InfeasibleError, InputError
 from ..base.units import SECONDS_PER_DAY
+from ..simulate.serving.models import ServingPlan
 
 OPTIONS = ("prompt_tokens", "output_tokens", "p99_ttft_s", "p99_tpot_s", "peak_factor", "simulate")
 
 
 class ServingChoice(BaseModel):
-    """The ``serving`` section of a plan: the fleet for the demand and the lifetime cost."""
+    """The ``serving`` section of a plan: the fleet for the demand (``fleet``: the very ServingPlan that
+    ``planner serve`` prints for the plan's model) and what the plan adds: the days, the lifetime figures."""
 
     model_config = ConfigDict(defer_build=True)
 
-    gpu: str
-    precision: str
-    params: float = Field(description="N of the model served (the plan's)")
-    tokens_per_day: float = Field(description="prompt + answer tokens a day (planner serve's unit)")
+    fleet: ServingPlan = Field(description="planner serve's plan for the plan's model at the demand")
     serving_days: float
     lifetime_tokens: float = Field(description="tokens_per_day x serving_days")
-    prompt_tokens: float
-    output_tokens: float
-    peak_factor: float = Field(description="the fleet is sized for peak = this x the mean demand")
-    p99_ttft_s: float
-    p99_tpot_s: float
-    tensor_parallel: int
-    replicas: int
-    devices: int
-    max_qps_per_replica: float
-    cost_usd_per_day: float
-    cost_usd_per_million_tokens: float = Field(description="per million demand tokens (prompt + answer)")
     serving_cost_usd: float = Field(description="cost per day x serving_days")
     energy_kwh: float = Field(description="facility energy over serving_days")
     effective_mfu: float = Field(description="2·N·T / (devices · 86400 s · peak): what the fleet delivers over a day")
-    capacity_method: str
     training_cost_usd: float | None = None
     lifetime_cost_usd: float | None = Field(None, description="training + serving cost")
-    notes: list[str] = Field(default_factory=list)
 
 
 def check_demand(tokens_per_day, serving_days, options) -> dict:
@@ -109,18 +95,11 @@ class Fleet:
         if isinstance(p, str):
             return p
         serving = self.cost_usd(N)
-        d = p.demand
         return ServingChoice(
-            gpu=self.profile.name, precision=p.precision, params=float(N), tokens_per_day=self.T,
-            serving_days=self.S, lifetime_tokens=self.T * self.S, prompt_tokens=d.prompt_tokens,
-            output_tokens=d.output_tokens, peak_factor=d.peak_factor, p99_ttft_s=p.slo.p99_ttft_s,
-            p99_tpot_s=p.slo.p99_tpot_s, tensor_parallel=p.tensor_parallel, replicas=p.replicas, devices=p.devices,
-            max_qps_per_replica=p.max_qps_per_replica, cost_usd_per_day=p.cost_usd_per_day,
-            cost_usd_per_million_tokens=p.cost_usd_per_million_tokens, serving_cost_usd=serving,
+            fleet=p, serving_days=self.S, lifetime_tokens=self.T * self.S, serving_cost_usd=serving,
             energy_kwh=p.energy_kwh_per_day * self.S, effective_mfu=self.effective_mfu(p, N),
-            capacity_method=p.capacity_method, training_cost_usd=training_cost_usd,
+            training_cost_usd=training_cost_usd,
             lifetime_cost_usd=None if training_cost_usd is None else training_cost_usd + serving,
-            notes=list(p.notes),
         )
 
     def section(self, N: float, training_cost_usd: float | None) -> tuple[ServingChoice | None, list[str]]:
@@ -129,8 +108,9 @@ class Fleet:
         choice = self.choice(N, training_cost_usd)
         if isinstance(choice, str):
             return None, [f"serving: the plan's model has no fleet for the demand: {choice}"]
-        return choice, [f"serving: {choice.replicas} replicas x TP{choice.tensor_parallel} = {choice.devices} x "
-                        f"{self.profile.name} for {self.T:.3g} tokens/day ({choice.capacity_method}); lifetime "
+        f = choice.fleet
+        return choice, [f"serving: {f.replicas} replicas x TP{f.tensor_parallel} = {f.devices} x "
+                        f"{self.profile.name} for {self.T:.3g} tokens/day ({f.capacity_method}); lifetime "
                         f"cost = training + {self.S:g} days of serving, for the plan and each alternative"]
 
 

@@ -137,20 +137,21 @@ def render(rec) -> str:
 def _render_serving(v) -> str:
     from ..base.units import format_si, format_usd
 
+    f, d = v.fleet, v.fleet.demand
     rows = [
-        ["demand", f"{format_si(v.tokens_per_day)} tokens/day for {v.serving_days:g} days "
+        ["demand", f"{format_si(d.tokens_per_day)} tokens/day for {v.serving_days:g} days "
                    f"({format_si(v.lifetime_tokens)} tokens)",
-         f"{v.prompt_tokens:g} prompt + {v.output_tokens:g} answer tokens a query, peak x{v.peak_factor:g}"],
-        ["fleet", f"{v.replicas} replicas x TP{v.tensor_parallel} = {v.devices} x {v.gpu}",
-         f"p99 TTFT <= {v.p99_ttft_s:g} s, TPOT <= {v.p99_tpot_s:g} s"],
-        ["cost per million tokens", f"${v.cost_usd_per_million_tokens:.3f}",
-         f"{format_usd(v.cost_usd_per_day)} a day; effective MFU {v.effective_mfu:.1%}"],
+         f"{d.prompt_tokens:g} prompt + {d.output_tokens:g} answer tokens a query, peak x{d.peak_factor:g}"],
+        ["fleet", f"{f.replicas} replicas x TP{f.tensor_parallel} = {f.devices} x {f.hardware.profile}",
+         f"p99 TTFT <= {f.slo.p99_ttft_s:g} s, TPOT <= {f.slo.p99_tpot_s:g} s"],
+        ["cost per million tokens", f"${f.cost_usd_per_million_tokens:.3f}",
+         f"{format_usd(f.cost_usd_per_day)} a day; effective MFU {v.effective_mfu:.1%}"],
         ["serving cost", format_usd(v.serving_cost_usd), f"{format_si(v.energy_kwh)} kWh"],
     ]
     if v.lifetime_cost_usd is not None:
         rows.append(["lifetime cost", format_usd(v.lifetime_cost_usd),
                      f"training {format_usd(v.training_cost_usd)} + serving {format_usd(v.serving_cost_usd)}"])
-    return f"\nServing the plan's model ({v.capacity_method})\n" + table(rows)
+    return f"\nServing the plan's model ({f.capacity_method})\n" + table(rows)
 
 
 def _render_moe(m) -> str:

@@ -273,7 +273,8 @@ def cost_figure(plan):
     ax.set_ylabel("cost (USD" + (", log scale)" if log else ")"))
     demand = getattr(plan, "serving", None)
     if has_inf and demand is not None:
-        what = (f"Lifetime cost of the alternatives: training + serving {_si(demand.tokens_per_day)} tokens/day "
+        what = (f"Lifetime cost of the alternatives: training + serving {_si(demand.fleet.demand.tokens_per_day)} "
+                f"tokens/day "
                 f"for {demand.serving_days:g} days")
     elif has_inf:
         what = f"Lifetime cost of the alternatives: training + inference of {_si(plan.inference_tokens)} tokens"

@@ -23,10 +23,9 @@ import math
 from pydantic import BaseModel, Field
 
 from ..base.units import SECONDS_PER_HOUR
-from ..laws.chinchilla import FLOPS_PER_PARAM_TOKEN, loss, optimal_params, optimal_tokens, tokens_for_loss_at_params
+from ..laws.chinchilla import FLOPS_PER_PARAM_TOKEN
 
 OVERTRAIN_SHRINK = (2.0, 10.0)  # over-trained alternatives: models 2x and 10x smaller than optimal
-DC_CHINCHILLA_ALTERNATIVE = "chinchilla allocation (ignores the cap)"
 
 
 class Alternative(BaseModel):
@@ -55,16 +54,18 @@ class Alternative(BaseModel):
     note: str = ""
 
 
-def alternatives_for(law, dc, plan_loss: float, C: float, N: float, D: float, *, training, sim, profile,
+def alternatives_for(regime, plan_loss: float, C: float, N: float, D: float, *, training, sim, profile,
                      inference_tokens: float | None, inference_mfu: float, fleet=None,
                      serving=None) -> list[Alternative]:
     """The alternatives of a plan of N, D at compute C reaching ``plan_loss`` (module docstring);
-    each simulated on the plan's GPUs (``sim``, ``training``), none when planning at law level."""
-    rows = [_plan_row(dc, N, D)] + _overtrained_rows(law, dc, plan_loss, N)
-    if dc is not None:
-        rows += _chinchilla_rows(law, dc, C)
-    elif inference_tokens is not None:
-        rows.append(_inference_optimal_row(law, plan_loss, training, inference_tokens, inference_mfu, serving))
+    each simulated on the plan's GPUs (``sim``, ``training``), none when planning at law level.
+    ``regime``: the plan's data regime (:mod:`.data_regime`); Sardana's inference-optimal model
+    assumes fresh data, so a regime that repeats data offers its own rows instead."""
+    rows = [("compute-optimal", regime.plan_description, N, D)] + _overtrained_rows(regime, plan_loss, N)
+    rows += regime.extra_alternatives(C)
+    if inference_tokens is not None and not regime.repeats_data:
+        rows.append(_inference_optimal_row(regime.law, plan_loss, training, inference_tokens, inference_mfu,
+                                           serving))
     out = []
     for name, desc, n, d in rows:
         if not math.isfinite(d):
@@ -72,7 +73,7 @@ def alternatives_for(law, dc, plan_loss: float, C: float, N: float, D: float, *,
                                    note=f"cannot reach loss {plan_loss:.4f} at this size under the law"))
             continue
         alt = dict(name=name, description=desc, params=n, tokens=d, tokens_per_param=d / n,
-                   loss=_loss(law, dc, n, d), compute_flops=FLOPS_PER_PARAM_TOKEN * n * d)
+                   loss=float(regime.loss(n, d)), compute_flops=FLOPS_PER_PARAM_TOKEN * n * d)
         if sim is not None:
             _add_training(alt, sim, n, d, training.gpus, profile)
         if inference_tokens is not None:
@@ -83,30 +84,15 @@ def alternatives_for(law, dc, plan_loss: float, C: float, N: float, D: float, *,
 
 # -- the rows: (name, description, N, D) ------------------------------------------------------------
 
-def _plan_row(dc, N: float, D: float) -> tuple:
-    if dc is None:
-        return ("compute-optimal", "the plan: Hoffmann Eq. 4 allocation of C", N, D)
-    return ("compute-optimal", f"the plan: Muennighoff 2023 allocation of C with {dc.U:.3g} unique tokens", N, D)
-
-
-def _overtrained_rows(law, dc, plan_loss: float, N: float) -> list[tuple]:
+def _overtrained_rows(regime, plan_loss: float, N: float) -> list[tuple]:
     """N/k for k in OVERTRAIN_SHRINK, on the tokens that reach ``plan_loss`` (inf: none do)."""
     rows = []
     for k in OVERTRAIN_SHRINK:
         n = N / k
         rows.append((f"over-trained {k:g}x smaller", f"N/{k:g}, trained on the tokens that reach the same loss "
-                     "(L(N, D) solved for D" + (", data repeated)" if dc is not None else ")"), n,
-                     _tokens_at(law, dc, plan_loss, n)))
+                     "(L(N, D) solved for D" + (", data repeated)" if regime.repeats_data else ")"), n,
+                     regime.tokens_for_loss_at_params(plan_loss, n)))
     return rows
-
-
-def _chinchilla_rows(law, dc, C: float) -> list[tuple]:
-    """Under a binding unique-token cap: Hoffmann Eq. 4 at the same C, ignoring the cap."""
-    n_c, d_c = float(optimal_params(law, C)), float(optimal_tokens(law, C))
-    if d_c <= dc.U:
-        return []
-    return [(DC_CHINCHILLA_ALTERNATIVE, "Hoffmann Eq. 4 allocation of the same C, ignoring the unique-token cap: "
-             "its loss is what it reaches with the data repeated", n_c, d_c)]
 
 
 def _inference_optimal_row(law, plan_loss: float, training, inference_tokens: float, inference_mfu: float,
@@ -129,18 +115,6 @@ def _inference_optimal_row(law, plan_loss: float, training, inference_tokens: fl
     desc = (f"Sardana 2024: minimal lifetime dollars at the same loss (training MFU {training.mfu:.3f}, "
             f"{how} inference MFU {inf_mfu:.3g})")
     return ("inference-optimal", desc, float(p.params), float(p.tokens))
-
-
-# -- the law under the cap or not ---------------------------------------------------------------------
-
-def _loss(law, dc, n: float, d: float) -> float:
-    return float(dc.loss(n, d) if dc is not None else loss(law, n, d))
-
-
-def _tokens_at(law, dc, plan_loss: float, n: float) -> float:
-    if dc is not None:
-        return dc.tokens_for_loss_at_params(plan_loss, n)
-    return float(tokens_for_loss_at_params(law, plan_loss, n))
 
 
 # -- costs ------------------------------------------------------------------------------------------

@@ -3,15 +3,15 @@
 - ``target_loss`` L: the minimal compute that reaches L, in closed form
   C(L) = 6·[(A·G^-α + B·G^β)/(L − E)]^((α+β)/(αβ)) with G = (αA/βB)^(1/(α+β)) (Besiroglu 2024,
   from Hoffmann 2022 Eq. 4); under a unique-token cap, the least C whose Muennighoff 2023 optimum
-  reaches L (:meth:`.data_constrained.DataConstrainedMode.compute_for_loss`);
+  reaches L (the request's data regime, :mod:`.data_regime`);
 - ``budget_flops`` C: C itself;
 - ``budget_usd`` X / ``budget_gpu_hours`` H / a fixed cluster's ``deadline_days`` T: the largest C
   whose *simulated* cost / GPU-hours / wall-clock meets the budget, by bisection in log C over the
   simulator (:func:`.search.bisect_log`; cost is not linear in C: MFU, layout and goodput change
   with the model and the cluster).
 
-A compute C lands (:class:`Placer`) as N, D = Hoffmann Eq. 4 (or the data-constrained optimum,
-:func:`allocate`) on the request's GPUs, or on the count :func:`.training.choose_gpus` picks: the
+A compute C lands (:class:`Placer`) as N, D = the data regime's allocation (Hoffmann Eq. 4, or the
+data-constrained optimum) on the request's GPUs, or on the count :func:`.training.choose_gpus` picks: the
 smallest power-of-two multiple of a node that finishes within the target days.
 
 The planner sizes runs between :data:`MIN_COMPUTE_FLOPS` and :data:`MAX_COMPUTE_FLOPS`.
@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..base.errors import InfeasibleError, InputError
-from ..laws.chinchilla import compute_for_loss, frontier_loss, optimal_params, optimal_tokens
+from ..base.errors import InfeasibleError
+from ..laws.chinchilla import optimal_params
 from .search import bisect_log
 from .training import choose_gpus, node_size
 
@@ -40,13 +40,6 @@ SIMULATED_BUDGETS = {
 }
 
 
-def allocate(law, dc, C: float) -> tuple[float, float]:
-    """(N, D) for compute C: Hoffmann Eq. 4, or the Muennighoff optimum under the unique-token cap ``dc``."""
-    if dc is not None:
-        return dc.allocate(C)
-    return float(optimal_params(law, C)), float(optimal_tokens(law, C))
-
-
 class Placement(NamedTuple):
     """Where a compute lands: the model, the GPU count and its simulation (None: fits on nothing)."""
 
@@ -59,14 +52,14 @@ class Placement(NamedTuple):
 
 
 class Placer:
-    """Places compute C: (N, D) by :func:`allocate`, simulated on ``gpus`` or on the count
+    """Places compute C: (N, D) by the data regime's allocation, simulated on ``gpus`` or on the count
     :func:`~.training.choose_gpus` picks for ``target_days``."""
 
-    def __init__(self, law, dc, sim, gpus: int | None, target_days: float):
-        self.law, self.dc, self.sim, self.gpus, self.target_days = law, dc, sim, gpus, target_days
+    def __init__(self, regime, sim, gpus: int | None, target_days: float):
+        self.regime, self.sim, self.gpus, self.target_days = regime, sim, gpus, target_days
 
     def place(self, C: float) -> Placement:
-        N, D = allocate(self.law, self.dc, C)
+        N, D = self.regime.allocate(C)
         if self.gpus is not None:
             return Placement(N, D, self.gpus, self.sim(N, D, self.gpus), "--gpus")
         try:
@@ -79,31 +72,15 @@ class Placer:
         return Placement(N, D, G, r, how, met)
 
 
-def compute_for_objective(request, law, dc, placer: Placer | None) -> tuple[float, list[str]]:
+def compute_for_objective(request, regime, placer: Placer | None) -> tuple[float, list[str]]:
     """(C, notes) for the objective of a validated :class:`~.request.PlanRequest` (module
     docstring). Raises InputError for a target out of the law's reach, InfeasibleError for a
     target beyond MAX_COMPUTE_FLOPS or a budget below what the smallest run needs."""
     if request.objective == "target_loss":
-        return compute_for_target_loss(law, dc, request.target_loss), []
+        return regime.compute_for_loss(request.target_loss, MAX_COMPUTE_FLOPS), []
     if request.objective == "budget_flops":
-        return checked_flops_budget(law, request.budget_flops), []
+        return checked_flops_budget(regime.law, request.budget_flops), []
     return compute_within_simulated_budget(request, placer)
-
-
-def compute_for_target_loss(law, dc, target_loss: float) -> float:
-    """The minimal C that reaches ``target_loss``: C(L) in closed form (Besiroglu 2024), or under
-    the unique-token cap the data-constrained search."""
-    if dc is not None:
-        return dc.compute_for_loss(target_loss, MAX_COMPUTE_FLOPS)
-    C = float(compute_for_loss(law, target_loss))
-    if not math.isfinite(C):
-        raise InputError("target_loss", f"{target_loss:g} is out of reach of law {law.name!r}")
-    if C > MAX_COMPUTE_FLOPS:
-        raise InfeasibleError(
-            f"target loss {target_loss:g} needs {C:.3g} FLOPs under law {law.name!r}, beyond the "
-            f"{MAX_COMPUTE_FLOPS:.0e} FLOPs the planner sizes; the lowest target in range is "
-            f"{float(frontier_loss(law, MAX_COMPUTE_FLOPS)):.4f}")
-    return C
 
 
 def checked_flops_budget(law, budget_flops: float) -> float:

@@ -36,6 +36,7 @@ DRAW_SCAN_LOW_DECADES, DRAW_SCAN_DECADES, DRAW_SCAN_POINTS = -2.0, 4.0, 161
 DRAW_FINE_POINTS, DRAW_BISECT_FINE_POINTS = 101, 25
 MAX_BAND_DRAWS = 1000
 DRAW_BISECT_STEPS = 16  # halvings of a decade in ln C: C_k to 4e-5
+CHINCHILLA_ALTERNATIVE = "chinchilla allocation (ignores the cap)"
 NEAR_OPTIMAL_GRID = 4001  # points of the near-optimal scan over ±2 decades of N (0.1 % apart)
 
 
@@ -80,7 +81,11 @@ class DataConstrained(BaseModel):
 
 
 class DataConstrainedMode:
-    """The law and the cap; allocation, loss, target-loss compute and the report section."""
+    """The law and the cap; allocation, loss, target-loss compute and the report section (the
+    interface of :mod:`.data_regime`, whose other regime is fresh data)."""
+
+    repeats_data = True
+    optimum_label = " under the cap"
 
     def __init__(self, law, unique_tokens: float):
         from dataclasses import replace
@@ -101,6 +106,10 @@ class DataConstrainedMode:
             self.notes.append(f"data-constrained: decay constants R_D*={extra['R_D_star']:g}, "
                               f"R_N*={extra['R_N_star']:g} {self.decay_source}; they were fitted with that law's "
                               "E, A, B, alpha, beta, so on this law they are an approximation")
+
+    @property
+    def plan_description(self) -> str:
+        return f"the plan: Muennighoff 2023 allocation of C with {self.U:.3g} unique tokens"
 
     # -- the law under the cap -------------------------------------------------------------------
     def loss(self, N, D, law=None):
@@ -170,9 +179,20 @@ class DataConstrainedMode:
         d = self.band_draws()
         return replace(d, **{name: value[:, None] for name, value in d.params.items()})
 
-    def loss_band_draws(self, N: float, D: float):
-        """L(N, D, U) under each of :meth:`band_draws`."""
+    def reached_draws(self, N: float, D: float):
+        """L(N, D, U) under each of :meth:`band_draws` (compared with a target, draw by draw, with
+        :meth:`compute_for_loss_draws`)."""
         return self.loss(N, D, self.band_draws())
+
+    def allocation_draws(self, C: float):
+        """(K, N_k, D_k, notes): each of :meth:`band_draws`' constrained optimum at C."""
+        k = len(self.band_draws().E)
+        n_draws, d_draws = self.allocate_draws(C)
+        notes = []
+        if k < len(self.law.samples):
+            notes.append(f"data-constrained: the bands use {k} of the law's {len(self.law.samples)} draws (evenly "
+                         "thinned: each draw's allocation under the cap is a scan, its compute a bisection)")
+        return k, n_draws, d_draws, notes
 
     def allocate_draws(self, C, draws=None, fine_points: int = DRAW_FINE_POINTS):
         """(N_k, D_k): each draw's minimum of L(N, D, U) on C_k = 6·N·D (``C`` a scalar or one value
@@ -244,9 +264,10 @@ class DataConstrainedMode:
             return math.exp(lo)
         return bisect_log(lambda d: float(self.loss(N, d)) <= loss, hi, lo, BISECTION_STEPS, 1e-12)
 
-    def near_optimal_params_range(self, C: float, N: float, rel_tol: float) -> tuple[float, float]:
+    def near_optimal(self, C: float, N: float, D: float, rel_tol: float) -> tuple[float, float, float]:
         """Smallest and largest N on C = 6·N·D whose L(N, C/6N, U) is within ``rel_tol`` of the
-        optimum (a scan of ±2 decades, 0.1 % steps: the constrained curve has kinks, no closed form)."""
+        optimum (a scan of ±2 decades, 0.1 % steps: the constrained curve has kinks, no closed form),
+        and the plan's L(N, D, U)."""
         import numpy as np
 
         from ..laws import data_constrained as dcl
@@ -254,9 +275,40 @@ class DataConstrainedMode:
         grid = N * np.exp(np.linspace(-2.0, 2.0, NEAR_OPTIMAL_GRID) * math.log(10.0))
         L = dcl.isoflop_loss(C, grid, self.U, self.law)
         ok = grid[L <= float(self.loss(N, C / (6.0 * N))) * (1.0 + rel_tol)]
-        return float(ok.min()), float(ok.max())
+        return float(ok.min()), float(ok.max()), float(self.loss(N, D))
 
-    # -- the report --------------------------------------------------------------------------------
+    # -- the report and the plots -------------------------------------------------------------------
+    def extra_alternatives(self, C: float) -> list[tuple]:
+        """Under a binding cap: Hoffmann Eq. 4 at the same C, ignoring the cap (its loss is what it
+        reaches with the data repeated)."""
+        from ..laws.chinchilla import optimal_params, optimal_tokens
+
+        n_c, d_c = float(optimal_params(self.law, C)), float(optimal_tokens(self.law, C))
+        if d_c <= self.U:
+            return []
+        return [(CHINCHILLA_ALTERNATIVE, "Hoffmann Eq. 4 allocation of the same C, ignoring the unique-token cap: "
+                 "its loss is what it reaches with the data repeated", n_c, d_c)]
+
+    def ignored_by(self, what: str, why: str) -> list[str]:
+        """The note of a section whose law assumes fresh data."""
+        return [f"{what}: {why}"]
+
+    def optimal_params_curve(self, C):
+        from ..laws import data_constrained as dcl
+
+        return dcl.optimal_allocation(C, self.U, self.law).params
+
+    def isoflop_loss(self, C, N):
+        from ..laws import data_constrained as dcl
+
+        return dcl.isoflop_loss(C, N, self.U, self.law)
+
+    def optimum_loss_curve(self, C):
+        """The constrained optimum's loss at each C (the plots' dashed frontier)."""
+        from ..laws import data_constrained as dcl
+
+        return dcl.optimal_allocation(C, self.U, self.law).loss
+
     def section(self, C: float, N: float, D: float) -> DataConstrained:
         from ..laws import data_constrained as dcl
         from ..laws.chinchilla import optimal_params, optimal_tokens

@@ -37,17 +37,12 @@ from pydantic import BaseModel, Field
 from ..base.errors import InfeasibleError
 from ..base.units import SECONDS_PER_DAY
 from ..calibration.choice import CalibrationUse, mfu_provenance
-from ..laws.chinchilla import ChinchillaLaw, frontier_loss, near_optimal_params_range
-from .alternatives import DC_CHINCHILLA_ALTERNATIVE, OVERTRAIN_SHRINK, Alternative, alternatives_for
-from .compute import (
-    BISECTION_STEPS,
-    MAX_COMPUTE_FLOPS,
-    MIN_COMPUTE_FLOPS,
-    Placer,
-    allocate,
-    compute_for_objective,
-)
-from .data_constrained import DataConstrained, DataConstrainedMode
+from ..laws.chinchilla import ChinchillaLaw
+from .alternatives import OVERTRAIN_SHRINK, Alternative, alternatives_for
+from .compute import BISECTION_STEPS, MAX_COMPUTE_FLOPS, MIN_COMPUTE_FLOPS, Placer, compute_for_objective
+from .data_constrained import CHINCHILLA_ALTERNATIVE as DC_CHINCHILLA_ALTERNATIVE
+from .data_constrained import DataConstrained
+from .data_regime import NEAR_OPTIMAL_BISECTIONS, data_regime
 from .hardware import Hardware, load_profile, resolve_hardware
 from .moe import MoEChoice
 from .request import DEFAULT_TARGET_DAYS, PlanRequest
@@ -65,7 +60,6 @@ from .training import (
 from .uncertainty import Band, Uncertainty, loss_band, percentiles, uncertainty_for
 
 NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
-NEAR_OPTIMAL_BISECTIONS = 64  # halvings of the ±60 (log N) bracket: 120/2^64 ~ 7e-18, below double precision
 DEFAULT_GPU = "h100-sxm"
 INFERENCE_MFU = 0.25  # assumed model-FLOP utilisation of serving (prefill and decode), stated in the plan
 
@@ -201,27 +195,27 @@ def recommend(
     tuned Megatron-class stack. A measured MFU (``mfu`` or a calibration record) replaces both.
     """
     req = PlanRequest.validated(**{k: v for k, v in locals().items() if k != "law"})  # every argument but the law
-    dc = DataConstrainedMode(law, req.unique_tokens) if req.unique_tokens is not None else None
+    regime = data_regime(law, req.unique_tokens)
     hw = resolve_hardware(req)
     fleet = _serving_fleet(req, hw)
-    placer = Placer(law, dc, hw.sim, req.gpus, req.target_days)
+    placer = Placer(regime, hw.sim, req.gpus, req.target_days)
 
-    C, compute_notes = compute_for_objective(req, law, dc, placer)
-    N, D = allocate(law, dc, C)
-    low, high, model_loss = _near_optimal_range_and_loss(law, dc, C, N, D, req.near_optimal_rel_tol)
+    C, compute_notes = compute_for_objective(req, regime, placer)
+    N, D = regime.allocate(C)
+    low, high, model_loss = regime.near_optimal(C, N, D, req.near_optimal_rel_tol)
     plan_loss = model_loss if req.objective != "target_loss" else float(req.target_loss)
     training, training_notes = _training_for(req, hw, placer, C, N)
-    band = loss_band(law, dc, N, D)
+    band = loss_band(regime, N, D)
     limits = {"budget_usd": req.budget_usd, "budget_gpu_hours": req.budget_gpu_hours,
               "deadline_days": req.deadline_days}
-    uncertainty, uncertainty_notes = uncertainty_for(law, dc, req.objective, req.target_loss, C, N, D, training,
+    uncertainty, uncertainty_notes = uncertainty_for(regime, req.objective, req.target_loss, C, N, D, training,
                                                      limits)
     serving, serving_notes = fleet.section(N, training.cost_usd) if fleet is not None else (None, [])
-    alts = alternatives_for(law, dc, plan_loss, C, N, D, training=training, sim=hw.sim, profile=hw.profile,
+    alts = alternatives_for(regime, plan_loss, C, N, D, training=training, sim=hw.sim, profile=hw.profile,
                             inference_tokens=req.inference_tokens, inference_mfu=req.inference_mfu, fleet=fleet,
                             serving=serving) if req.alternatives else []
-    moe, moe_notes = _moe_section(req, dc, C, hw, training)
-    dc_section, dc_notes = _data_constrained_section(req, dc, C, N, D)
+    moe, moe_notes = _moe_section(req, regime, C, hw, training)
+    dc_section, dc_notes = _data_constrained_section(req, regime, C, N, D)
 
     notes = (hw.notes + compute_notes + training_notes + uncertainty_notes + serving_notes + moe_notes + dc_notes
              + _inference_notes(req, fleet))
@@ -248,18 +242,6 @@ def _serving_fleet(req: PlanRequest, hw: Hardware) -> Fleet | None:
                  PRECISION)
 
 
-def _near_optimal_range_and_loss(law: ChinchillaLaw, dc, C: float, N: float, D: float,
-                                 rel_tol: float) -> tuple[float, float, float]:
-    """The smallest and largest N within ``rel_tol`` of the minimal loss at C, and the loss the plan's
-    N, D reach: the frontier L*(C) of Hoffmann Eq. 4 (bisection for the range), or under the
-    unique-token cap Muennighoff's L(N, D, U) (a scan: the constrained curve has kinks)."""
-    if dc is not None:
-        low, high = dc.near_optimal_params_range(C, N, rel_tol)
-        return low, high, float(dc.loss(N, D))
-    low, high = near_optimal_params_range(law, C, rel_tol, iterations=NEAR_OPTIMAL_BISECTIONS)
-    return low, high, float(frontier_loss(law, C))
-
-
 def _training_for(req: PlanRequest, hw: Hardware, placer: Placer, C: float,
                   N: float) -> tuple[TrainingChoice | None, list[str]]:
     """The simulated training of compute C (None at law level) and its note. Raises InfeasibleError
@@ -283,7 +265,7 @@ def _training_for(req: PlanRequest, hw: Hardware, placer: Placer, C: float,
     return training, []
 
 
-def _moe_section(req: PlanRequest, dc, C: float, hw: Hardware, training) -> tuple[MoEChoice | None, list[str]]:
+def _moe_section(req: PlanRequest, regime, C: float, hw: Hardware, training) -> tuple[MoEChoice | None, list[str]]:
     """With experts: the Krajewski 2024 MoE at the plan's compute, simulated on the plan's GPUs,
     with what it does not carry over from the dense plan (the unique-token cap, a measured MFU)."""
     if req.experts is None:
@@ -292,23 +274,22 @@ def _moe_section(req: PlanRequest, dc, C: float, hw: Hardware, training) -> tupl
 
     moe = section(C, req.experts, req.top_k, profile=hw.profile, gpus=training.gpus if training else None,
                   price_usd_per_hour=req.price_usd_per_hour, precision=PRECISION)
-    if dc is not None:
-        moe.notes.append("MoE: the allocation ignores the unique-token cap (Krajewski's law assumes fresh data)")
+    moe.notes += regime.ignored_by("MoE", "the allocation ignores the unique-token cap (Krajewski's law assumes "
+                                   "fresh data)")
     if training is not None and training.mfu_provenance != "profile default":
         moe.notes.append("MoE: the measured MFU / matmul rate of the dense run is not applied to the MoE run "
                          "(simulated from the profile)")
     return moe, moe.notes
 
 
-def _data_constrained_section(req: PlanRequest, dc, C: float, N: float,
+def _data_constrained_section(req: PlanRequest, regime, C: float, N: float,
                               D: float) -> tuple[DataConstrained | None, list[str]]:
     """Under the unique-token cap: epochs, effective data, loss under repetition (Muennighoff 2023)."""
-    if dc is None:
-        return None, []
-    section = dc.section(C, N, D)
-    notes = list(section.notes)
+    section = regime.section(C, N, D)
+    notes = list(section.notes) if section is not None else []
     if req.inference_tokens is not None and req.alternatives:
-        notes.append("data-constrained: no inference-optimal alternative (Sardana 2024 assumes fresh data)")
+        notes += regime.ignored_by("data-constrained", "no inference-optimal alternative (Sardana 2024 assumes "
+                                   "fresh data)")
     return section, notes
 
 

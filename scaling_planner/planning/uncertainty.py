@@ -12,9 +12,8 @@ efficiency draw (a two-piece log-normal through the estimate's P10, P50 and P90,
 paired by a fixed permutation, so the output is reproducible), and the probabilities of staying
 within a dollar, GPU-hour or deadline limit count both spreads. Under a unique-token cap the same
 bands come from Muennighoff 2023's L(N, D, U) per draw: each draw's constrained optimum at C (a
-scan, :meth:`DataConstrainedMode.allocate_draws`) and the least compute whose constrained optimum
-reaches the target (a bisection, :meth:`DataConstrainedMode.compute_for_loss_draws`), over up to
-1,000 evenly thinned draws.
+scan) and the least compute whose constrained optimum reaches the target (a bisection), over up to
+1,000 evenly thinned draws; the plan's data regime (:mod:`.data_regime`) answers both.
 
 numpy loads inside the functions (the package's rule; the law has loaded it already).
 """
@@ -86,13 +85,11 @@ def has_draws(law) -> bool:
     return law.samples is not None and len(law.samples) >= 2
 
 
-def loss_band(law, dc, N: float, D: float) -> Band | None:
-    """L(N, D) over the law's draws (L(N, D, U) under the unique-token cap ``dc``); None without draws."""
-    from ..laws.chinchilla import loss
-
-    if not has_draws(law):
+def loss_band(regime, N: float, D: float) -> Band | None:
+    """L(N, D) over the law's draws (L(N, D, U) under a unique-token cap); None without draws."""
+    if not has_draws(regime.law):
         return None
-    return band(dc.loss_draws(N, D) if dc is not None else loss(law.draws(), N, D))
+    return band(regime.loss_draws(N, D))
 
 
 def efficiency_draws(k: int, p10_factor: float, p90_factor: float):
@@ -131,37 +128,22 @@ def _training_bands(u: dict, training, ratio, limits: dict, unreachable: bool) -
             u[key] = float(np.mean(values <= limit * (1 + 1e-9)))
 
 
-def uncertainty_for(law, dc, objective: str, target_loss: float | None, C: float, N: float, D: float,
+def uncertainty_for(regime, objective: str, target_loss: float | None, C: float, N: float, D: float,
                     training, limits: dict | None = None) -> tuple[Uncertainty | None, list[str]]:
     """The plan's :class:`Uncertainty` (module docstring) and its notes; None with a note for a law
     without draws. ``limits``: the request's budget_usd, budget_gpu_hours and deadline_days."""
     import numpy as np
 
-    from ..laws.chinchilla import compute_for_loss, loss, optimal_params, optimal_tokens
     from .compute import MAX_COMPUTE_FLOPS
 
-    if not has_draws(law):
-        return None, [f"law {law.name!r} carries no parameter draws: no uncertainty band"]
-    notes = []
-    if dc is None:
-        draws = law.draws()
-        k = len(law.samples)
-        n_draws, d_draws = optimal_params(draws, C), optimal_tokens(draws, C)
-    else:
-        k = len(dc.band_draws().E)
-        n_draws, d_draws = dc.allocate_draws(C)
-        if k < len(law.samples):
-            notes.append(f"data-constrained: the bands use {k} of the law's {len(law.samples)} draws (evenly "
-                         "thinned: each draw's allocation under the cap is a scan, its compute a bisection)")
+    if not has_draws(regime.law):
+        return None, [f"law {regime.law.name!r} carries no parameter draws: no uncertainty band"]
+    k, n_draws, d_draws, notes = regime.allocation_draws(C)
     u = dict(draws=k, optimal_params=band(n_draws), optimal_tokens=band(d_draws))
     ratio = np.ones(k)
     if objective == "target_loss":
-        if dc is None:
-            c_draws = np.asarray(compute_for_loss(draws, target_loss), dtype=float)
-            reached = loss(draws, N, D) <= target_loss
-        else:
-            c_draws = dc.compute_for_loss_draws(target_loss, MAX_COMPUTE_FLOPS)
-            reached = dc.loss_band_draws(N, D) <= target_loss
+        c_draws = regime.compute_for_loss_draws(target_loss, MAX_COMPUTE_FLOPS)
+        reached = regime.reached_draws(N, D) <= target_loss
         u["compute_flops"] = band(c_draws, unreachable_is_inf=True)
         u["probability_target_met"] = float(np.mean(reached))
         u["probability_within_budget"] = float(np.mean(c_draws <= C))

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from ..base.errors import InputError
+from ..planning.data_regime import data_regime_of_plan
 
 FIGSIZE_IN = (8.0, 5.4)
 WIDE_FIGSIZE_IN = (10.0, 5.4)  # room for a legend beside the axes
@@ -128,21 +129,18 @@ def frontier_figure(plan, law):
     grid = np.logspace(math.log10(lo), math.log10(hi), 200)
     fig = Figure(figsize=FIGSIZE_IN, layout="constrained")
     ax = fig.add_subplot()
-    dc = getattr(plan, "data_constrained", None)
+    regime = data_regime_of_plan(plan, law)
     ax.plot(grid, frontier_loss(law, grid), color="C0", lw=2,
-            label=f"compute-optimal loss L*(C), {law.name}" + (", fresh data" if dc is not None else ""))
+            label=f"compute-optimal loss L*(C), {law.name}" + (", fresh data" if regime.repeats_data else ""))
     if law.samples is not None and len(law.samples) >= 2:
         draws = frontier_loss(law.draws(), grid[:, None])
         p10, p90 = np.nanpercentile(draws, [10, 90], axis=1)
         ax.fill_between(grid, p10, p90, color="C0", alpha=0.2, lw=0,
                         label=f"P10–P90 over {len(law.samples)} bootstrap draws")
-    if dc is not None:
-        from ..laws import data_constrained as dcl
-
-        dcurve = dcl.optimal_allocation(grid, dc.unique_tokens, dc_law(law, dc)).loss
-        ax.plot(grid, dcurve, color="C3", lw=1.6, ls="--",
-                label=f"optimal loss with {_si(dc.unique_tokens)} unique tokens (Muennighoff 2023)")
-    plan_loss = plan.data_constrained.loss if dc is not None else plan.model.loss
+    if regime.repeats_data:
+        ax.plot(grid, regime.optimum_loss_curve(grid), color="C3", lw=1.6, ls="--",
+                label=f"optimal loss with {_si(regime.U)} unique tokens (Muennighoff 2023)")
+    plan_loss = plan.model.loss  # L(N, D), or L(N, D, U) under the cap
     ax.plot([C], [plan_loss], marker="*", ms=17, color="gold", mec="black", ls="none", zorder=5,
             label=f"plan: N={_si(plan.model.params)}, D={_si(plan.model.tokens)}, C={C:.3g} FLOPs")
     for i, a in enumerate(x for x in alts if x.name != "compute-optimal"):
@@ -158,28 +156,7 @@ def frontier_figure(plan, law):
     return fig
 
 
-def dc_law(law, dc):
-    """The law the data-constrained section was computed with (decay constants included)."""
-    from dataclasses import replace
-
-    return replace(law, extra={**law.extra, "R_D_star": dc.R_D_star, "R_N_star": dc.R_N_star}, samples=None)
-
-
 # -- (b) isoFLOP curves ----------------------------------------------------------------------------------
-
-def _isoflop_functions(plan, law):
-    """(N_opt(C), L(C, N)): Hoffmann's, or Muennighoff's under the plan's unique-token cap."""
-    from ..laws.chinchilla import isoflop_loss, optimal_params
-
-    dc = getattr(plan, "data_constrained", None)
-    if dc is None:
-        return (lambda C: float(optimal_params(law, C))), (lambda C, N: isoflop_loss(law, C, N))
-    from ..laws import data_constrained as dcl
-
-    dlaw = dc_law(law, dc)
-    return ((lambda C: float(dcl.optimal_allocation(C, dc.unique_tokens, dlaw).params)),
-            (lambda C, N: dcl.isoflop_loss(C, N, dc.unique_tokens, dlaw)))
-
 
 def isoflop_figure(plan, law):
     """Loss vs N at budgets C·10^k (k in ISOFLOP_DECADES), each minimum marked; the plan's N starred."""
@@ -190,31 +167,30 @@ def isoflop_figure(plan, law):
     ax = fig.add_subplot()
     C0 = plan.compute_flops
     budgets = [C0 * 10**k for k in ISOFLOP_DECADES]
-    dc = getattr(plan, "data_constrained", None)
-    optimal_n, isoflop_loss = _isoflop_functions(plan, law)
+    regime = data_regime_of_plan(plan, law)
     lows, highs = [], []
     for i, C in enumerate(budgets):
-        n_opt = optimal_n(C)
+        n_opt = float(regime.optimal_params_curve(C))
         N = np.logspace(math.log10(n_opt / ISOFLOP_SPAN), math.log10(n_opt * ISOFLOP_SPAN), 300)
-        L = isoflop_loss(C, N)
+        L = regime.isoflop_loss(C, N)
         is_plan = math.isclose(C, C0, rel_tol=1e-9)
         color = "C0" if is_plan else f"C{i + 1}"
         ax.plot(N, L, color=color, lw=2.4 if is_plan else 1.4,
                 label=f"C = {C:.2g} FLOPs" + (" (the plan's)" if is_plan else ""))
-        l_opt = float(isoflop_loss(C, n_opt))
+        l_opt = float(regime.isoflop_loss(C, n_opt))
         ax.plot([n_opt], [l_opt], marker="o", ms=6, color=color, mec="black", ls="none", zorder=4)
         lows.append(l_opt)
-        highs.append(float(isoflop_loss(C, n_opt * 10)))  # a decade above the optimum
-    ax.plot([plan.model.params], [float(isoflop_loss(C0, plan.model.params))], marker="*", ms=17,
+        highs.append(float(regime.isoflop_loss(C, n_opt * 10)))  # a decade above the optimum
+    ax.plot([plan.model.params], [float(regime.isoflop_loss(C0, plan.model.params))], marker="*", ms=17,
             color="gold", mec="black", ls="none", zorder=5, label=f"plan: N = {_si(plan.model.params)} params")
     ax.plot([], [], marker="o", color="gray", mec="black", ls="none",
-            label="each budget's optimum" + (" under the cap" if dc is not None else " (Hoffmann Eq. 4)"))
+            label="each budget's optimum" + regime.optimum_label)
     span = max(highs) - min(lows)
     ax.set_ylim(min(lows) - 0.08 * span, max(highs) + 0.05 * span)
     ax.set_xscale("log")
     ax.set_xlabel("model size N (parameters)")
     ax.set_ylabel("predicted final loss (nats/token)")
-    cap = f", {_si(dc.unique_tokens)} unique tokens, Muennighoff 2023" if dc is not None else ""
+    cap = f", {_si(regime.U)} unique tokens, Muennighoff 2023" if regime.repeats_data else ""
     ax.set_title(f"IsoFLOP curves: loss vs model size at fixed compute\n({_subtitle(plan)}{cap})", fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)

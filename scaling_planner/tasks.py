@@ -3,8 +3,8 @@
 * ``measure_cluster``: probes every device of the Ray cluster (retried once: a busy node can time out);
 * ``load_calibration``: the latest measured MFU / matmul rate for a profile from the calibration history;
 * ``fit_scaling_law``: fit (and bootstrap) a law to a runs CSV;
-* ``recommend_plan``: objective -> plan (cached on its inputs: the same request with the same
-  calibration record plans once);
+* ``recommend_plan``: a :class:`~scaling_planner.planning.request.PlanRequest` -> plan (cached on its
+  inputs: the same request with the same calibration records plans once);
 * ``simulate_training``: a fixed (N, D, GPU, G) -> training estimate (cached on its inputs);
 * ``size_ray_job``: the ``ray.train.ScalingConfig`` arguments, checked against the Ray cluster;
 * ``preflight_gate``: raises :class:`~scaling_planner.base.errors.GateRejectedError` when the job breaks a
@@ -23,9 +23,10 @@ from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE
 
 from .calibration.store import CalibrationRecord
+from .planning.request import PlanRequest
 from .preflight.gate import GateDecision, GateLimits
 from .preflight.sizing import RayJobSize
-from .render import markdown as report_md
+from .render import markdown
 
 PLAN_CACHE = timedelta(hours=1)
 
@@ -59,8 +60,8 @@ def measure_cluster(ray_address: str | None = None, *, quick: bool = True, dtype
     if save:
         for rec in records_from_cluster(m):
             append(rec, calibration_dir)
-    _artifact_markdown("cluster-measurement", report_md.measurement_markdown(m), "what the cluster achieved")
-    _artifact_table("cluster-devices", report_md.measurement_rows(m), "per-device probe results")
+    _artifact_markdown("cluster-measurement", markdown.measurement_markdown(m), "what the cluster achieved")
+    _artifact_table("cluster-devices", markdown.measurement_rows(m), "per-device probe results")
     return m
 
 
@@ -88,16 +89,16 @@ def fit_scaling_law(runs_csv: str, *, bootstrap: int = 0, budget_flops: float = 
 
 
 @task(name="recommend-plan", cache_policy=INPUTS, cache_expiration=PLAN_CACHE)
-def recommend_plan(objective: dict, *, law: str | None = None, law_file: str | None = None,
-                   gpu: str = "h100-sxm", calibration: list[CalibrationRecord] | None = None, **options):
-    """``scaling_planner.recommend`` for one objective (``{"target_loss": 2.0}``, ``{"budget_usd": 1e6}``,
-    ...). Calibration records (from ``load_calibration``) replace the profile's assumed MFU and matmul
-    rate; the plan's ``calibration`` section names them. Cached on the inputs, records included."""
+def recommend_plan(request: PlanRequest, *, law: str | None = None, law_file: str | None = None):
+    """``scaling_planner.recommend`` for one :class:`~scaling_planner.planning.request.PlanRequest` (the
+    fields of ``planner recommend``: ``PlanRequest(target_loss=2.0, gpu="a100-sxm-80gb")``). Calibration
+    records in ``request.calibration`` (from ``load_calibration``) replace the profile's prior; the
+    plan's ``calibration`` section names them. Cached on the inputs, records included."""
     from .laws.presets import resolve_law
     from .planning.recommend import recommend
 
-    plan = recommend(resolve_law(law, law_file), gpu=gpu, calibration=calibration or None, **objective, **options)
-    _artifact_markdown("plan", report_md.plan_markdown(plan), "the pre-flight plan")
+    plan = recommend(resolve_law(law, law_file), request)
+    _artifact_markdown("plan", markdown.plan_markdown(plan), "the pre-flight plan")
     return plan
 
 
@@ -130,7 +131,7 @@ def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
                        **measured, top=0, efficiency=efficiency)
     if use:
         result.training.notes.extend(use.plan_notes())
-    _artifact_markdown("training-estimate", report_md.simulation_markdown(result), "the simulated training run")
+    _artifact_markdown("training-estimate", markdown.simulation_markdown(result), "the simulated training run")
     return result
 
 
@@ -163,5 +164,5 @@ def preflight_gate(plan=None, limits: GateLimits | None = None, *, measured_mfu:
 
     decision = evaluate(plan, limits, measured_mfu=measured_mfu, mfu_source=mfu_source,
                         infeasible_reason=infeasible_reason)
-    _artifact_markdown("preflight-gate", report_md.gate_markdown(decision), "the pre-flight decision")
+    _artifact_markdown("preflight-gate", markdown.gate_markdown(decision), "the pre-flight decision")
     return enforce(decision)

@@ -241,7 +241,7 @@ def test_serving_demand_through_the_cli():
 @pytest.mark.parametrize("argv", [
     ["--tokens-per-day", "1e10"], ["--serving-days", "30"], ["--tokens-per-day", "1e10", "--serving-days", "0"],
     ["--tokens-per-day", "-5", "--serving-days", "30"], ["--prompt-tokens", "100"],
-    ["--tokens-per-day", "1e10", "--serving-days", "30", "--inference-tokens", "3e11"],
+    ["--tokens-per-day", "1e10", "--serving-days", "30", "--inference-tokens", "2e11"],  # disagrees with T x S
     ["--tokens-per-day", "1e10", "--serving-days", "30", "--peak-factor", "0.5"],
     ["--tokens-per-day", "1e10", "--serving-days", "30", "--p99-tpot", "0"],
     ["--tokens-per-day", "1e10", "--serving-days", "30", "--output-tokens", "2.5"],

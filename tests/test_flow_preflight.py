@@ -86,14 +86,14 @@ def _script(*args, env_extra=None):
                           text=True, timeout=300)
 
 
-@pytest.mark.parametrize(("args", "field"), [(["--target-loss", "-1"], "target_loss"),
-                                             (["--target-loss", "2", "--budget-usd", "5"], "one objective"),
+@pytest.mark.parametrize(("args", "field"), [(["--target-loss", "-1"], "--target-loss"),
+                                             (["--target-loss", "2", "--budget-usd", "5"], "not allowed with"),
                                              (["--params", "1e9"], "both params and tokens")])
 def test_script_bad_input_is_one_line_exit_2(args, field):
     proc = _script(*args)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("preflight: error:") and field in lines[0]
+    assert len(lines) == 1 and "error:" in lines[0] and field in lines[0]
 
 
 @pytest.mark.slow

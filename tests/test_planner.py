@@ -509,3 +509,17 @@ def test_generated_mode_requests_plan_or_raise_planner_errors(unique, experts, t
     assert np.isfinite(p.compute_flops) and p.training.cost_usd > 0
     assert (p.data_constrained is not None) == (unique is not None)
     assert (p.moe is not None) == (experts is not None)
+
+
+def test_a_target_above_the_smallest_runs_loss_is_refused_not_planned_as_a_micro_model():
+    """A target loss the smallest run the planner sizes (MIN_COMPUTE_FLOPS) already beats used to give a
+    plan of 1e-6 parameters; it is an InputError naming the field and the highest target in range."""
+    from scaling_planner.laws.chinchilla import frontier_loss
+    from scaling_planner.planning.compute import MIN_COMPUTE_FLOPS
+
+    highest = float(frontier_loss(LAW, MIN_COMPUTE_FLOPS))
+    assert recommend(LAW, target_loss=highest * 0.999, gpu=None).compute_flops >= MIN_COMPUTE_FLOPS
+    with pytest.raises(InputError, match=r"target_loss: .*smallest run"):
+        recommend(LAW, target_loss=highest * 1.01, gpu=None)
+    with pytest.raises(InputError, match="target_loss"):
+        recommend(LAW, target_loss=1e5)

@@ -20,7 +20,7 @@ VERBS = ("recommend", "simulate", "serve", "fit", "measure", "profiles", "law", 
 EXIT_USAGE = 2
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr with exit code 2 (no usage dump)."""
 
     def error(self, message: str):
@@ -28,11 +28,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="planner",
         description="Plan LLM training and serving from scaling laws: model size, tokens, GPUs, time, cost.",
     )
-    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
     sub.required = True
     for verb in VERBS:
         name = f"{__name__}.{verb}"

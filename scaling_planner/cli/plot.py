@@ -20,7 +20,7 @@ def register(sub) -> None:
     add_plan_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the PNG files (created if missing)")
     p.add_argument("--json", action="store_true", help='print one JSON object {"files": [...]}')
-    p.set_defaults(func=run, _recommend_parser=p)
+    p.set_defaults(func=run)
 
 
 def run(args) -> int:

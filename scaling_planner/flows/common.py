@@ -3,7 +3,7 @@
 * :func:`quiet_environment`: no usage stats or telemetry, nothing sent anywhere (DESIGN.md);
 * :func:`one_line_errors`: a planner error (a rejected gate, bad input, a failed measurement) is one
   line for a user at a terminal, not Prefect's logged traceback; bugs keep their tracebacks;
-* :func:`validation_error_line`: a pydantic error as ``field: problem``.
+* :func:`run_script`: a request error as one line (``field: problem``), exit 2.
 """
 
 from __future__ import annotations
@@ -37,11 +37,6 @@ def one_line_errors() -> None:
             handler.addFilter(hide)
 
 
-def validation_error_line(exc) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}"
-
-
 def run_script(name: str, build_request, run, summary) -> int:
     """The shell entry of a flow: build the request (a pydantic error -> one line, exit 2), run the flow
     (a PlannerError -> one line, its exit code), print the summary lines. ``build_request`` may return
@@ -50,12 +45,13 @@ def run_script(name: str, build_request, run, summary) -> int:
 
     from pydantic import ValidationError
 
-    from scaling_planner.base.errors import PlannerError
+    from scaling_planner.base.errors import InputError, PlannerError
+    from scaling_planner.planning.request import input_error
 
     try:
         request = build_request()
-    except ValidationError as exc:
-        print(f"{name}: error: {validation_error_line(exc)}", file=sys.stderr)
+    except (ValidationError, InputError) as exc:
+        print(f"{name}: error: {input_error(exc) if isinstance(exc, ValidationError) else exc}", file=sys.stderr)
         return 2
     if request is None:
         return 0

@@ -97,9 +97,9 @@ def measure_with_ray_tasks(quick: bool = True, dtypes: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from scaling_planner.cli import OneLineParser
 
-    ap = argparse.ArgumentParser(prog="python flows/measure.py", description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="python flows/measure.py", description=__doc__.splitlines()[0])
     ap.add_argument("--ray-address", metavar="HOST:PORT",
                     help="an existing Ray cluster to measure (default: start a local Ray instance)")
     ap.add_argument("--full", action="store_true",

@@ -82,21 +82,24 @@ def _publish(doc: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     from scaling_planner.base.errors import PlannerError
+    from scaling_planner.cli import OneLineParser
     from scaling_planner.sweep.report import summary_lines
     from scaling_planner.sweep.runner import prepare
 
-    ap = argparse.ArgumentParser(prog="python flows/scaling_sweep.py", description=__doc__.splitlines()[0])
-    ap.add_argument("--ci", action="store_true", help="the small CI sweep")
-    ap.add_argument("--out", default="sweep-results")
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--summary")
-    ap.add_argument("--no-plots", action="store_true")
-    ap.add_argument("--ray-address")
-    ap.add_argument("--budgets", help="isoFLOP budgets, comma-separated FLOPs")
-    ap.add_argument("--corpus")
+    ap = OneLineParser(prog="python flows/scaling_sweep.py", description=__doc__.splitlines()[0])
+    ap.add_argument("--ci", action="store_true", help="the small CI ladder (minutes) instead of the default one")
+    ap.add_argument("--out", default="sweep-results", metavar="DIR",
+                    help="where each run's result and the summary go (default sweep-results)")
+    ap.add_argument("--resume", action="store_true", help="reuse the runs already finished in --out")
+    ap.add_argument("--summary", metavar="FILE.json", help="also write the summary here")
+    ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots (default: written to --out)")
+    ap.add_argument("--ray-address", metavar="HOST:PORT",
+                    help="a Ray cluster to train the rungs on (default: a local Ray instance)")
+    ap.add_argument("--budgets", metavar="C1,C2,...",
+                    help="isoFLOP budgets in FLOPs, comma-separated (default: the ladder's own)")
+    ap.add_argument("--corpus", metavar="FILE",
+                    help="training text (default: the corpus shipped with the package)")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         fields = {}

@@ -41,19 +41,22 @@ class TrainRequest(BaseModel):
     workers: int = Field(1, ge=1, description="Ray Train workers (one data-parallel rank each)")
     threads_per_worker: int = Field(2, ge=1, description="torch threads per CPU worker")
     batch_size: int = Field(16, ge=1, description="sequences per worker per step")
-    seq_len: int = Field(128, ge=8)
-    lr: float = Field(3e-3, gt=0)
-    seed: int = Field(0, ge=0)
+    seq_len: int = Field(128, ge=8, description="tokens (bytes) per sequence")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate (AdamW, cosine schedule to the run's tokens)")
+    seed: int = Field(0, ge=0, description="random seed of the weights and the data order")
     dtype: str = Field("bf16", pattern="^(fp32|tf32|bf16)$", description="bf16 autocast; the planner plans bf16")
     gpu: str = Field("auto", description="hardware profile; 'auto' = what the measurement found (cpu here)")
-    limits: GateLimits = Field(default_factory=lambda: GateLimits(deadline_days=20 / MINUTES_PER_DAY))
-    ray_address: str | None = None
+    limits: GateLimits = Field(default_factory=lambda: GateLimits(deadline_days=20 / MINUTES_PER_DAY),
+                               description="what the pre-flight gate holds the job to (default: 20 minutes)")
+    ray_address: str | None = Field(None, description="Ray cluster address (HOST:PORT); none = a local Ray "
+                                                      "instance")
     corpus: str | None = Field(None, description="text file; default the corpus shipped with the package")
     storage_dir: str | None = Field(None, description="Ray Train storage (checkpoints); default a temp dir")
-    calibration_dir: str | None = None
+    calibration_dir: str | None = Field(None, description="calibration history directory (default "
+                                        "$SCALING_PLANNER_CALIBRATION_DIR, else ~/.scaling-planner/calibration)")
     save_calibration: bool = Field(True, description="append the measured MFU to the calibration history")
     max_failures: int = Field(0, ge=0, description="Ray Train retries after a worker dies")
-    timeout_s: float = Field(1800, gt=0, description="the training task's time limit")
+    timeout_s: float = Field(1800, gt=0, description="the training task's time limit (seconds)")
     pid_dir: str | None = Field(None, description="each worker writes its PID here (operators and tests)")
 
 
@@ -185,18 +188,13 @@ def _publish(out: TrainFlowResult, result) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from scaling_planner.cli import OneLineParser
+    from scaling_planner.cli.options import add_model_arguments, build_request
 
-    ap = argparse.ArgumentParser(prog="python flows/train.py", description=__doc__.splitlines()[0])
-    ap.add_argument("--params", type=float)
-    ap.add_argument("--tokens", type=int)
-    ap.add_argument("--workers", type=int)
-    ap.add_argument("--threads-per-worker", type=int)
-    ap.add_argument("--ray-address")
-    ap.add_argument("--calibration-dir")
+    ap = OneLineParser(prog="python flows/train.py", description=__doc__.splitlines()[0])
+    add_model_arguments(ap, TrainRequest, every_field=True)  # one flag per field of the request
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    fields = {k: v for k, v in vars(a).items() if v is not None}
-    return run_script("train", lambda: TrainRequest(**fields), train, summary_lines)
+    return run_script("train", lambda: build_request(TrainRequest, a, every_field=True), train, summary_lines)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..base.errors import InfeasibleError
+from ..base.errors import InfeasibleError, InputError
 from ..laws.chinchilla import optimal_params
 from .search import bisect_log
 from .training import choose_gpus, node_size
@@ -77,7 +77,15 @@ def compute_for_objective(request, regime, placer: Placer | None) -> tuple[float
     docstring). Raises InputError for a target out of the law's reach, InfeasibleError for a
     target beyond MAX_COMPUTE_FLOPS or a budget below what the smallest run needs."""
     if request.objective == "target_loss":
-        return regime.compute_for_loss(request.target_loss, MAX_COMPUTE_FLOPS), []
+        C = regime.compute_for_loss(request.target_loss, MAX_COMPUTE_FLOPS)
+        if not C >= MIN_COMPUTE_FLOPS:
+            from ..laws.chinchilla import frontier_loss
+
+            raise InputError(
+                "target_loss", f"{request.target_loss:g} is above what the smallest run the planner sizes already "
+                f"reaches ({float(frontier_loss(regime.law, MIN_COMPUTE_FLOPS)):.4f} at {MIN_COMPUTE_FLOPS:.0e} FLOPs, "
+                f"{float(optimal_params(regime.law, MIN_COMPUTE_FLOPS)) / 1e6:.0f}M params); choose a lower target")
+        return C, []
     if request.objective == "budget_flops":
         return checked_flops_budget(regime.law, request.budget_flops), []
     return compute_within_simulated_budget(request, placer)

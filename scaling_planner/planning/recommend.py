@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from ..base.errors import InfeasibleError
+from ..base.errors import InfeasibleError, InputError
 from ..base.units import SECONDS_PER_DAY
 from ..calibration.choice import CalibrationUse, mfu_provenance
 from ..laws.chinchilla import ChinchillaLaw
@@ -45,7 +45,7 @@ from .data_constrained import DataConstrained
 from .data_regime import NEAR_OPTIMAL_BISECTIONS, data_regime
 from .hardware import Hardware, load_profile, resolve_hardware
 from .moe import MoEChoice
-from .request import DEFAULT_TARGET_DAYS, PlanRequest
+from .request import DEFAULT_GPU, DEFAULT_TARGET_DAYS, INFERENCE_MFU, NEAR_OPTIMAL_REL_TOL, PlanRequest
 from .serving import Fleet, ServingChoice
 from .training import (
     GUESS_MFU_OF_MATMUL,
@@ -58,10 +58,6 @@ from .training import (
     training_choice,
 )
 from .uncertainty import Band, Uncertainty, loss_band, percentiles, uncertainty_for
-
-NEAR_OPTIMAL_REL_TOL = 0.005  # "within 0.5 % of the minimum loss" (marin issue #4447, reference §4)
-DEFAULT_GPU = "h100-sxm"
-INFERENCE_MFU = 0.25  # assumed model-FLOP utilisation of serving (prefill and decode), stated in the plan
 
 # names this module had before its steps moved to scaling_planner.planning (the tests use them)
 _Simulator, _percentiles = Simulator, percentiles
@@ -136,34 +132,11 @@ Plan = Recommendation
 # The planner
 # =================================================================================================
 
-def recommend(
-    law: ChinchillaLaw,
-    *,
-    target_loss: float | None = None,
-    budget_flops: float | None = None,
-    budget_usd: float | None = None,
-    budget_gpu_hours: float | None = None,
-    gpus: int | None = None,
-    deadline_days: float | None = None,
-    gpu=DEFAULT_GPU,
-    price_usd_per_hour: float | None = None,
-    mfu: float | None = None,
-    inference_tokens: float | None = None,
-    inference_mfu: float = INFERENCE_MFU,
-    near_optimal_rel_tol: float = NEAR_OPTIMAL_REL_TOL,
-    alternatives: bool = True,
-    calibration=None,
-    calibration_dir=None,
-    unique_tokens: float | None = None,
-    experts: int | None = None,
-    top_k: int | None = None,
-    tokens_per_day: float | None = None,
-    serving_days: float | None = None,
-    serving_options: dict | None = None,
-    efficiency: str = "realised",
-) -> Recommendation:
-    """The plan for one objective (module docstring). ``gpu=None`` plans at the level of the law
-    only (no simulator: no training block, no alternatives' costs; FLOP objectives only).
+def recommend(law: ChinchillaLaw, request: PlanRequest | None = None, /, **fields) -> Recommendation:
+    """The plan for one objective (module docstring): ``recommend(law, target_loss=2.0, gpu="a100-sxm")``,
+    or ``recommend(law, request)`` with a :class:`~.request.PlanRequest` (its fields are the keyword
+    arguments, with their defaults and limits). ``gpu=None`` plans at the level of the law only (no
+    simulator: no training block, no alternatives' costs; FLOP objectives only).
 
     Raises InputError for a bad or contradictory request, InfeasibleError when no plan meets it
     (a budget too small for the smallest run, a deadline too short, a model that fits nowhere).
@@ -194,7 +167,9 @@ def recommend(
     P10 / P90 band (:mod:`scaling_planner.simulate.end_to_end`); ``"tuned"`` with the step model's
     tuned Megatron-class stack. A measured MFU (``mfu`` or a calibration record) replaces both.
     """
-    req = PlanRequest.validated(**{k: v for k, v in locals().items() if k != "law"})  # every argument but the law
+    if request is not None and fields:
+        raise InputError("request", "give a PlanRequest or keyword arguments, not both")
+    req = request if request is not None else PlanRequest.validated(**fields)
     regime = data_regime(law, req.unique_tokens)
     hw = resolve_hardware(req)
     fleet = _serving_fleet(req, hw)
@@ -238,7 +213,7 @@ def _serving_fleet(req: PlanRequest, hw: Hardware) -> Fleet | None:
     """The serving fleets of the demand on the plan's profile (None without a demand)."""
     if req.tokens_per_day is None:
         return None
-    return Fleet(hw.profile, req.tokens_per_day, req.serving_days, req.price_usd_per_hour, req.serving_options,
+    return Fleet(hw.profile, req.tokens_per_day, req.serving_days, req.price_usd_per_hour, req.serving_kwargs(),
                  PRECISION)
 
 

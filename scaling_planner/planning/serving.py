@@ -26,8 +26,6 @@ from ..base.errors import InfeasibleError, InputError
 from ..base.units import SECONDS_PER_DAY
 from ..simulate.serving.models import ServingPlan
 
-OPTIONS = ("prompt_tokens", "output_tokens", "p99_ttft_s", "p99_tpot_s", "peak_factor", "simulate")
-
 
 class ServingChoice(BaseModel):
     """The ``serving`` section of a plan: the fleet for the demand (``fleet``: the very ServingPlan that
@@ -43,18 +41,6 @@ class ServingChoice(BaseModel):
     effective_mfu: float = Field(description="2·N·T / (devices · 86400 s · peak): what the fleet delivers over a day")
     training_cost_usd: float | None = None
     lifetime_cost_usd: float | None = Field(None, description="training + serving cost")
-
-
-def check_demand(tokens_per_day, serving_days, options) -> dict:
-    """Validated serving options (unknown keys are an InputError); the numbers are checked by
-    ``serving_capacity`` itself, with the field named."""
-    if tokens_per_day is None or serving_days is None:
-        raise InputError("serving", "give both tokens_per_day and serving_days (a demand and how long it lasts)")
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise InputError("serving_options", f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(OPTIONS)}")
-    return {k: v for k, v in options.items() if v is not None}
 
 
 class Fleet:

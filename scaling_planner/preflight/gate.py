@@ -33,7 +33,8 @@ class GateLimits(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_cost_usd: float | None = Field(None, gt=0, description="training cost budget (USD)")
-    deadline_days: float | None = Field(None, gt=0, description="wall-clock deadline for training (days)")
+    deadline_days: float | None = Field(None, gt=0, description="wall-clock deadline for training (days)",
+                                        json_schema_extra={"cli": {"cli": False}})  # a flow's flag sets the plan's
     min_mfu: float | None = Field(None, gt=0, le=1, description="floor on the measured MFU of a real training step")
     max_gpus: int | None = Field(None, ge=1, description="most devices the job may use")
     require_measured_mfu: bool = Field(False, description="reject when no MFU was measured on this cluster")

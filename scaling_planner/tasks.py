@@ -106,7 +106,7 @@ def recommend_plan(request: PlanRequest, *, law: str | None = None, law_file: st
 def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
                       calibration: list[CalibrationRecord] | None = None, arch: dict | None = None,
                       seq_len: int | None = None, global_batch: int | None = None,
-                      price_usd_per_hour: float | None = None, efficiency: str = "realised"):
+                      price_usd_per_device_hour: float | None = None, efficiency: str = "realised"):
     """The training simulator for a fixed job: (N, D) on ``gpus`` x ``gpu``; a SimulationResult. ``arch``
     (the fields of :class:`~scaling_planner.simulate.architecture.Architecture`) gives the exact shape,
     else one is derived from N. A measured bf16 training MFU or matmul rate among ``calibration``
@@ -126,9 +126,8 @@ def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
     measured = use.simulator_inputs() if use else {}
     if use and use.training_record is not None:
         measured["measured_source"] = f"calibration record {use.training_record}"
-    result = _simulate(shape, tokens, profile, gpus, params=params,
-                       global_batch=global_batch, precision=precision, price_usd_per_hour=price_usd_per_hour,
-                       **measured, top=0, efficiency=efficiency)
+    result = _simulate(shape, tokens, profile, gpus, params=params, global_batch=global_batch, precision=precision,
+                       price_usd_per_device_hour=price_usd_per_device_hour, **measured, top=0, efficiency=efficiency)
     if use:
         result.training.notes.extend(use.plan_notes())
     _artifact_markdown("training-estimate", markdown.simulation_markdown(result), "the simulated training run")

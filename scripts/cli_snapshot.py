@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "runs.csv"
 VOLATILE = {"search_s", "seconds", "elapsed_s", "fit_s", "wall_s"}
+# fields renamed on purpose (issue 15: one name for the price of a device-hour); `values` reads old as new
+RENAMED = {"price_usd_per_gpu_hour": "price_usd_per_device_hour", "price_usd_per_hour": "price_usd_per_device_hour"}
 COMMANDS = [
     "recommend --target-loss 2.0",
     "recommend --target-loss 2.0 --efficiency tuned",
@@ -101,6 +103,9 @@ def _values_kept(old, new) -> list[str]:
         new_by_name.setdefault((p.split(".", 1)[0], name), []).append(v)
     lost = []
     for p, name, v in _leaves(old):
+        for before, after in RENAMED.items():
+            if name == before:
+                name, p = after, p[: -len(before)] + after
         if p in new_by_path:
             if new_by_path[p] != v:
                 lost.append(f"{p}: {v!r} -> {new_by_path[p]!r}")

@@ -215,7 +215,7 @@ def test_si_accessors():
     assert h100.inter_node_bandwidth_bytes_per_s == 50 * GB
     assert h100.intra_node_latency_s == pytest.approx(8e-6)
     assert h100.inter_node_latency_s == pytest.approx(10e-6)
-    assert h100.price_usd_per_hour == h100.price.usd_per_hour > 0
+    assert h100.price_usd_per_device_hour == h100.price.usd_per_hour > 0
     assert h100.peak_flops_per_s("bfloat16") == h100.peak_flops_per_s("BF16")
 
 
@@ -314,11 +314,11 @@ def test_user_directory_adds_and_overrides(tmp_path, h100_data):
     _write(user, "h100-sxm", dict(h100_data, price=dict(h100_data["price"], usd_per_hour=1.23)))
     profiles = load_profiles([user])
     assert "my-gpu" in profiles and not profiles["my-gpu"].is_builtin
-    assert profiles["h100-sxm"].price_usd_per_hour == 1.23
+    assert profiles["h100-sxm"].price_usd_per_device_hour == 1.23
     assert not profiles["h100-sxm"].is_builtin
     assert get_profile("h100-sxm", [user]).path == user / "h100-sxm.yaml"
     # the built-in is untouched for callers that pass no directory
-    assert load_profiles()["h100-sxm"].price_usd_per_hour == 4.916
+    assert load_profiles()["h100-sxm"].price_usd_per_device_hour == 4.916
 
 
 def test_env_var_adds_profiles_and_flag_wins(tmp_path, h100_data, monkeypatch):
@@ -327,9 +327,9 @@ def test_env_var_adds_profiles_and_flag_wins(tmp_path, h100_data, monkeypatch):
     _write(env_dir, "env-gpu", dict(h100_data, name="env-gpu"))
     _write(flag_dir, "h100-sxm", dict(h100_data, price=dict(h100_data["price"], usd_per_hour=2.0)))
     monkeypatch.setenv(ENV_VAR, str(env_dir))
-    assert load_profiles()["h100-sxm"].price_usd_per_hour == 1.0
+    assert load_profiles()["h100-sxm"].price_usd_per_device_hour == 1.0
     assert "env-gpu" in load_profiles()
-    assert load_profiles([flag_dir])["h100-sxm"].price_usd_per_hour == 2.0
+    assert load_profiles([flag_dir])["h100-sxm"].price_usd_per_device_hour == 2.0
 
 
 # ---- lookup ----------------------------------------------------------------------------------

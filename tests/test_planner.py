@@ -60,7 +60,7 @@ def test_explain_arithmetic_holds(plan_1e22):
     assert t.wall_clock_days * 86400 == pytest.approx(t.ideal_time_s / t.goodput * t.end_to_end_factor, rel=1e-9)
     assert t.mfu == pytest.approx(t.model_flops / (t.gpu_hours * 3600 * t.peak_flops_per_s), rel=1e-9)
     assert t.gpu_hours == pytest.approx(t.gpus * t.wall_clock_days * 24, rel=1e-9)
-    assert t.cost_usd == pytest.approx(t.gpu_hours * t.price_usd_per_gpu_hour, rel=1e-9)
+    assert t.cost_usd == pytest.approx(t.gpu_hours * t.price_usd_per_device_hour, rel=1e-9)
     e = t.energy_assumptions
     assert t.energy_kwh == pytest.approx(t.gpu_hours * (e.device_power_w + e.host_w_per_device) * e.pue / 1000,
                                          rel=1e-9)
@@ -132,7 +132,7 @@ def test_target_at_or_below_the_floor_names_e_and_the_law():
     {}, {"gpus": 64}, {"deadline_days": 10}, {"target_loss": 2.0, "budget_flops": 1e22},
     {"budget_usd": -1.0}, {"budget_flops": float("nan")}, {"budget_gpu_hours": float("inf")},
     {"target_loss": 2.0, "mfu": 1.5}, {"target_loss": 2.0, "mfu": 0.0},
-    {"target_loss": 2.0, "price_usd_per_hour": -3.0},
+    {"target_loss": 2.0, "price_usd_per_device_hour": -3.0},
     {"target_loss": 2.0, "gpus": 12}, {"target_loss": 2.0, "gpus": 0}, {"target_loss": 2.0, "gpus": 2.5},
     {"target_loss": 2.0, "gpu": "no-such-gpu"}, {"target_loss": "abc"}, {"target_loss": 2.0, "inference_tokens": 0},
     {"budget_usd": 1e6, "gpu": None},
@@ -401,7 +401,7 @@ def test_serving_section_is_the_serving_simulator(served):
     assert f == ref  # the section embeds planner serve's very plan
     assert v.serving_cost_usd == pytest.approx(365 * ref.cost_usd_per_day, rel=1e-12)
     assert v.lifetime_cost_usd == pytest.approx(t.cost_usd + v.serving_cost_usd, rel=1e-12)
-    assert f.cost_usd_per_day == pytest.approx(f.devices * t.price_usd_per_gpu_hour * 24, rel=1e-9)
+    assert f.cost_usd_per_day == pytest.approx(f.devices * t.price_usd_per_device_hour * 24, rel=1e-9)
     assert served.inference_tokens == pytest.approx(365e10)
     peak = t.peak_flops_per_s
     assert v.effective_mfu == pytest.approx(2 * served.model.params * 1e10 / (f.devices * 86400 * peak), rel=1e-9)

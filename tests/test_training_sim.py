@@ -128,7 +128,7 @@ def test_measured_mfu_replaces_model_and_says_so(h100):
 
 
 def test_price_override(h100):
-    r = simulate_training(get_arch("llama3-8b"), 1e12, h100, 64, price_usd_per_hour=2.0)
+    r = simulate_training(get_arch("llama3-8b"), 1e12, h100, 64, price_usd_per_device_hour=2.0)
     assert r.training.cost_usd == pytest.approx(r.training.gpu_hours * 2.0, rel=1e-6)
 
 

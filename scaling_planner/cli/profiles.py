@@ -97,7 +97,7 @@ def _list(dirs: list[str], as_json: bool) -> int:
                 _fmt(peaks.get("fp8")),
                 _fmt(p.memory_gib, 0),
                 _fmt(p.memory_bandwidth_gb_per_s, 0),
-                f"{p.price_usd_per_hour:.2f}",
+                f"{p.price_usd_per_device_hour:.2f}",
                 "built-in" if p.is_builtin else "user",
             ]
         )

@@ -46,8 +46,9 @@ def register(sub) -> None:
                    metavar="P", help="success rate of one sample, to report pass@k")
     p.add_argument("--chunked-prefill", action="store_true", help="Sarathi-style chunked prefill scheduler")
     p.add_argument("--analytic", action="store_true", help="skip the simulation (analytic capacity only)")
-    p.add_argument("--price-usd-per-hour", type=positive("price_usd_per_hour", allow_dollar=True), default=None,
-                   metavar="X", help="device-hour price (default: the profile's dated price)")
+    p.add_argument("--price", "--price-usd-per-hour", dest="price", type=positive("price", allow_dollar=True),
+                   default=None, metavar="USD_PER_DEVICE_HOUR",
+                   help="price per device-hour (default: the profile's dated price)")
     p.add_argument("--gpus", type=positive_int("gpus"), default=None, metavar="G",
                    help="fixed configuration: devices in one tensor-parallel replica")
     p.add_argument("--batch-size", type=positive_int("batch_size"), default=None, metavar="B",
@@ -75,7 +76,8 @@ def run(args) -> int:
             raise InputError("demand", "give either a demand (--tokens-per-day/--qps) or --gpus/--batch-size, not both")
         est = serving.fixed_estimate(arch, profile, gpus=args.gpus, batch_size=args.batch_size,
                                      prompt_tokens=prompt, output_tokens=output, precision=args.precision,
-                                     kv_precision=args.kv_precision, price_usd_per_hour=args.price_usd_per_hour)
+                                     kv_precision=args.kv_precision,
+                                     price_usd_per_device_hour=args.price)
         print_json(est) if args.json else print(render_fixed(est))
         return 0
     if args.tokens_per_day is None and args.qps is None:
@@ -87,7 +89,7 @@ def run(args) -> int:
         precision=args.precision, kv_precision=args.kv_precision,
         peak_factor=args.peak_factor or serving.DEFAULT_PEAK_FACTOR, thinking_tokens=args.thinking_tokens,
         samples=args.samples, single_sample_accuracy=args.single_sample_accuracy, simulate=not args.analytic,
-        chunked_prefill=args.chunked_prefill, price_usd_per_hour=args.price_usd_per_hour,
+        chunked_prefill=args.chunked_prefill, price_usd_per_device_hour=args.price,
     )
     print_json(plan) if args.json else print(render_plan(plan))
     return 0

@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--global-batch", type=positive_int("global-batch"),
                         help="sequences per step (default ~max(4M, 1024 x G) tokens)")
     parser.add_argument("--precision", choices=("bf16", "fp8"), default="bf16")
-    parser.add_argument("--price", type=positive("price", allow_dollar=True), metavar="USD_PER_GPU_HOUR",
+    parser.add_argument("--price", type=positive("price", allow_dollar=True), metavar="USD_PER_DEVICE_HOUR",
                         help="price per device-hour (default: the profile's dated price)")
     parser.add_argument("--measured-mfu", type=positive("measured-mfu"), metavar="FRACTION",
                         help="a measured MFU (0-1) that replaces the model's for the chosen layout")
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             measured["measured_source"] = f"calibration record {use.training_record}"
     result = simulate_training(
         arch, args.tokens, profile, args.gpus, params=args.params, global_batch=args.global_batch,
-        precision=args.precision, price_usd_per_hour=args.price, **measured,
+        precision=args.precision, price_usd_per_device_hour=args.price, **measured,
         dp_overlap=overlap, flash_attention=not args.no_flash_attention, top=args.top,
         pipeline_engine=args.pipeline_engine, efficiency=args.efficiency,
         energy_options={k: v for k, v in (("pue", args.pue), ("grid_kg_co2_per_kwh", args.grid_co2))

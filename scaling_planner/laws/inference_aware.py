@@ -92,10 +92,10 @@ def lifetime_flops(params, training_tokens, inference_tokens):
                 + INFERENCE_FLOPS_PER_PARAM_TOKEN * np.asarray(inference_tokens, dtype=float))
 
 
-def usd_per_flop(price_usd_per_h, peak_flops_per_s):
+def usd_per_flop(price_usd_per_device_hour, peak_flops_per_s):
     """$ per FLOP at 100 % utilisation: price per GPU-hour / (3600 s · dense peak FLOP/s)
     (beyond-chinchilla ``cost_calculator.cost_per_flop``). Divide by MFU for $ per useful FLOP."""
-    price = _finite(price_usd_per_h, "price_usd_per_h")
+    price = _finite(price_usd_per_device_hour, "price_usd_per_device_hour")
     peak = _finite(peak_flops_per_s, "peak_flops_per_s")
     return price / (SECONDS_PER_HOUR * peak)
 

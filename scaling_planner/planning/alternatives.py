@@ -106,7 +106,7 @@ def _inference_optimal_row(law, plan_loss: float, training, inference_tokens: fl
         p = compute_optimal(law, plan_loss, inference_tokens)
         return ("inference-optimal", "Sardana 2024: minimal lifetime FLOPs at the same loss", float(p.params),
                 float(p.tokens))
-    c = usd_per_flop(training.price_usd_per_gpu_hour, training.peak_flops_per_s)
+    c = usd_per_flop(training.price_usd_per_device_hour, training.peak_flops_per_s)
     inf_mfu, how = inference_mfu, "assumed"
     if serving is not None:
         inf_mfu, how = min(1.0, serving.effective_mfu), "the plan's serving fleet's effective"
@@ -150,7 +150,7 @@ def _add_inference(alt: dict, n: float, inference_tokens: float, inference_mfu: 
             alt.update(serving_devices=fp.devices, serving_cost_usd=inf_usd)
     elif training is not None:
         inf_usd = (inf_flops / (training.peak_flops_per_s * inference_mfu) / SECONDS_PER_HOUR
-                   * training.price_usd_per_gpu_hour)
+                   * training.price_usd_per_device_hour)
     if inf_usd is not None:
         alt["inference_cost_usd"] = inf_usd
         if alt.get("cost_usd") is not None:

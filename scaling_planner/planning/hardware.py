@@ -10,40 +10,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..base.errors import InputError
 from ..calibration.choice import CalibrationUse, resolve
+from ..hardware.profiles import load_profile
 from .training import PRECISION, Simulator
-
-
-def load_profile(name):
-    """A hardware profile by name. Fast path: with no user profile directories configured, read
-    only the built-in file ``<name>.yaml`` instead of validating every profile, with libyaml's
-    safe loader where PyYAML has it (the same SafeLoader constructors, ~10x faster than the pure
-    Python one); any problem falls back to the validated loader and its error messages."""
-    import os
-
-    from ..hardware import profiles as hp
-
-    if not isinstance(name, str):
-        return name  # already a profile
-    key = name.strip().lower().replace("_", "-").replace(" ", "-")
-    if not os.environ.get(hp.ENV_VAR, "").strip():
-        try:
-            path = hp.builtin_profiles_dir() / f"{key}.yaml"
-        except InputError:
-            path = None
-        if path is not None and path.is_file():
-            import yaml
-
-            loader = getattr(yaml, "CSafeLoader", None)
-            if loader is not None:
-                try:
-                    data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # libyaml SafeLoader
-                    return hp.profile_from_mapping(data, path, builtin=True)
-                except (OSError, yaml.YAMLError, InputError):
-                    pass
-            return hp.load_profile_file(path, builtin=True)
-    return hp.get_profile(name)
 
 
 class Hardware(NamedTuple):
@@ -67,13 +36,13 @@ def resolve_hardware(request) -> Hardware:
     if request.gpus is not None:
         device_domain(profile, request.gpus)  # InputError for a count the hardware is not allocated in
     if request.calibration is None:
-        return Hardware(profile, Simulator(profile, request.price_usd_per_hour, request.mfu, PRECISION,
+        return Hardware(profile, Simulator(profile, request.price_usd_per_device_hour, request.mfu, PRECISION,
                                            efficiency=request.efficiency), None, [])
     use = resolve(request.calibration, request.calibration_dir, profile.name, PRECISION, explicit_mfu=request.mfu)
     measured = use.simulator_inputs(mfu=request.mfu)
     source = None
     if request.mfu is None and use.training_record is not None:
         source = f"calibration record {use.training_record}"
-    return Hardware(profile, Simulator(profile, request.price_usd_per_hour, measured["measured_mfu"], PRECISION,
+    return Hardware(profile, Simulator(profile, request.price_usd_per_device_hour, measured["measured_mfu"], PRECISION,
                                        measured["measured_matmul_flops_per_s"], efficiency=request.efficiency,
                                        measured_source=source), use, use.plan_notes())

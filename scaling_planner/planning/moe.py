@@ -133,7 +133,7 @@ def architecture(alloc, experts: int, top_k: int):
 
 
 def section(compute_flops: float, experts, top_k, *, profile=None, gpus: int | None = None,
-            price_usd_per_hour: float | None = None, precision: str = "bf16") -> MoEChoice:
+            price_usd_per_device_hour: float | None = None, precision: str = "bf16") -> MoEChoice:
     """The MoE section at the plan's compute; simulated on ``gpus`` x ``profile`` when given."""
     from ..laws import moe
     from ..laws.chinchilla import compute_for_loss, frontier_loss
@@ -160,7 +160,7 @@ def section(compute_flops: float, experts, top_k, *, profile=None, gpus: int | N
         dense_compute_for_same_loss=dense_c, compute_multiplier=mult, notes=notes,
     )
     if profile is not None and gpus is not None:
-        out.training = _simulate(out, a, profile, gpus, price_usd_per_hour, precision)
+        out.training = _simulate(out, a, profile, gpus, price_usd_per_device_hour, precision)
     return out
 
 
@@ -178,7 +178,7 @@ def _simulate(out: MoEChoice, alloc, profile, gpus: int, price, precision: str) 
     for k in range(MAX_GPU_DOUBLINGS + 1):
         try:
             r = simulate_training(arch, out.tokens, profile, gpus * 2**k, precision=precision,
-                                  price_usd_per_hour=price, top=0)
+                                  price_usd_per_device_hour=price, top=0)
             break
         except (InfeasibleError, InputError) as exc:
             first = first or exc

@@ -213,7 +213,7 @@ def _serving_fleet(req: PlanRequest, hw: Hardware) -> Fleet | None:
     """The serving fleets of the demand on the plan's profile (None without a demand)."""
     if req.tokens_per_day is None:
         return None
-    return Fleet(hw.profile, req.tokens_per_day, req.serving_days, req.price_usd_per_hour, req.serving_kwargs(),
+    return Fleet(hw.profile, req.tokens_per_day, req.serving_days, req.price_usd_per_device_hour, req.serving_kwargs(),
                  PRECISION)
 
 
@@ -248,7 +248,7 @@ def _moe_section(req: PlanRequest, regime, C: float, hw: Hardware, training) -> 
     from .moe import section
 
     moe = section(C, req.experts, req.top_k, profile=hw.profile, gpus=training.gpus if training else None,
-                  price_usd_per_hour=req.price_usd_per_hour, precision=PRECISION)
+                  price_usd_per_device_hour=req.price_usd_per_device_hour, precision=PRECISION)
     moe.notes += regime.ignored_by("MoE", "the allocation ignores the unique-token cap (Krajewski's law assumes "
                                    "fresh data)")
     if training is not None and training.mfu_provenance != "profile default":
@@ -313,7 +313,7 @@ def explain_lines(plan: Recommendation) -> list[str]:
         f"expected MFU end to end = model FLOPs / (GPU-hours × 3600 s × peak FLOP/s) = {t.model_flops:.6e} / "
         f"({t.gpu_hours:.6e} × 3600 × {t.peak_flops_per_s:.6e}) = {t.mfu:.6f}",
         f"GPU-hours = GPUs × wall-clock hours = {t.gpus} × {t.wall_clock_days * 24:.6f} h = {t.gpu_hours:.6e} GPU-h",
-        f"cost = GPU-hours × price = {t.gpu_hours:.6e} GPU-h × ${t.price_usd_per_gpu_hour:.4f}/GPU-h = "
+        f"cost = GPU-hours × price = {t.gpu_hours:.6e} GPU-h × ${t.price_usd_per_device_hour:.4f}/GPU-h = "
         f"${t.cost_usd:.6e}  (price: {t.price_source})",
         f"energy = GPU-hours × (device W + host W) × PUE / 1000 = {t.gpu_hours:.6e} × ({e.device_power_w:.6g} + "
         f"{e.host_w_per_device:.6g}) W × {e.pue:.6g} / 1000 = {t.energy_kwh:.6e} kWh",
@@ -326,7 +326,7 @@ def explain_lines(plan: Recommendation) -> list[str]:
         lines += [
             f"serving fleet = {f.replicas} replicas × TP{f.tensor_parallel} = {f.devices} devices for "
             f"{f.demand.tokens_per_day:.6e} tokens/day at peak ×{f.demand.peak_factor:g} ({f.capacity_method})",
-            f"serving cost = devices × price × 24 h × days = {f.devices} × ${t.price_usd_per_gpu_hour:.4f}/GPU-h "
+            f"serving cost = devices × price × 24 h × days = {f.devices} × ${t.price_usd_per_device_hour:.4f}/GPU-h "
             f"× 24 h × {v.serving_days:g} = ${v.serving_cost_usd:.6e}",
             f"lifetime cost = training + serving = ${t.cost_usd:.6e} + ${v.serving_cost_usd:.6e} = "
             f"${v.lifetime_cost_usd:.6e}",

@@ -24,6 +24,7 @@ that profile) is checked when the hardware is resolved (:mod:`.hardware`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -97,8 +98,8 @@ class PlanRequest(BaseModel):
         None, "wall-clock limit (a fixed cluster's objective, or a constraint)", metavar="T", unit="days", gt=0)
     gpu: Any = option(DEFAULT_GPU, "hardware profile (planner profiles list; API: None plans at law level)",
                       metavar="PROFILE")
-    price_usd_per_hour: float | None = option(None, "price per GPU-hour (default: the profile's dated price)",
-                                              flag="--price", metavar="USD_PER_GPU_HOUR", dollar=True, gt=0)
+    price_usd_per_device_hour: float | None = option(None, "price per device-hour (default: the profile's dated price)",
+                                              flag="--price", metavar="USD_PER_DEVICE_HOUR", dollar=True, gt=0)
     # -- training efficiency --------------------------------------------------------------------------
     mfu: float | None = option(
         None, "a measured MFU (0-1) of your own stack replacing the efficiency prior (provenance 'measured'; the "
@@ -111,7 +112,7 @@ class PlanRequest(BaseModel):
         None, "plan with the newest measured MFU (training record) and bf16 matmul FLOP/s (probe record) of the "
         "GPU profile in the calibration history; the plan names the records used (API: 'latest', "
         "or CalibrationRecords)", flag="--calibrated", store="latest")
-    calibration_dir: str | None = option(
+    calibration_dir: str | Path | None = option(
         None, "calibration history directory (default $SCALING_PLANNER_CALIBRATION_DIR, else "
         "~/.scaling-planner/calibration)", metavar="DIR")
     # -- inference and serving ------------------------------------------------------------------------

@@ -46,10 +46,10 @@ class ServingChoice(BaseModel):
 class Fleet:
     """Serving fleets for models of N parameters at one demand on one profile, memoised by N."""
 
-    def __init__(self, profile, tokens_per_day: float, serving_days: float, price_usd_per_hour, options: dict,
+    def __init__(self, profile, tokens_per_day: float, serving_days: float, price_usd_per_device_hour, options: dict,
                  precision: str = "bf16"):
         self.profile, self.T, self.S = profile, float(tokens_per_day), float(serving_days)
-        self.price, self.options, self.precision = price_usd_per_hour, options, precision
+        self.price, self.options, self.precision = price_usd_per_device_hour, options, precision
         self.cache: dict = {}
 
     def plan(self, N: float):
@@ -62,7 +62,7 @@ class Fleet:
             try:
                 self.cache[key] = serving_capacity(
                     shape_for_params(N), self.profile, tokens_per_day=self.T, precision=self.precision,
-                    price_usd_per_hour=self.price, **self.options)
+                    price_usd_per_device_hour=self.price, **self.options)
             except InfeasibleError as exc:
                 self.cache[key] = str(exc)
         return self.cache[key]

@@ -60,7 +60,7 @@ class Simulator:
             try:
                 self.cache[key] = simulate_training(
                     shape_for_params(N), D, self.profile, int(G), params=N, precision=self.precision,
-                    price_usd_per_hour=self.price, measured_mfu=self.mfu,
+                    price_usd_per_device_hour=self.price, measured_mfu=self.mfu,
                     measured_matmul_flops_per_s=self.matmul_flops_per_s, top=0, efficiency=self.efficiency,
                     measured_source=self.measured_source)
             except InfeasibleError:

@@ -72,7 +72,7 @@ def render(rec) -> str:
                    lambda x: f"{x:.1f}")],
             ["GPU-hours", format_si(t.gpu_hours),
              tband(u.gpu_hours if u else None, t.gpu_hours_p10, t.gpu_hours_p90, format_si)],
-            ["cost", f"{format_usd(t.cost_usd)} at ${t.price_usd_per_gpu_hour:.2f}/GPU-h",
+            ["cost", f"{format_usd(t.cost_usd)} at ${t.price_usd_per_device_hour:.2f}/GPU-h",
              tband(u.cost_usd if u else None, t.cost_usd_p10, t.cost_usd_p90, format_usd)],
             ["tuned stack", f"{t.wall_clock_days_tuned:.1f} days, {format_si(t.gpu_hours_tuned)} "
                                            f"GPU-h, {format_usd(t.cost_usd_tuned)}",

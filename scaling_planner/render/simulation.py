@@ -36,7 +36,7 @@ def render(r) -> str:
         ["throughput", f"{format_si(t.tokens_per_s)} tokens/s"],
         ["ideal time", f"{t.ideal_time_s / SECONDS_PER_DAY:.1f} days"], ["goodput", f"{t.goodput:.1%}"],
         ["end-to-end factor", f"x{t.end_to_end_factor:.2f}"],
-        ["price", f"${t.price_usd_per_gpu_hour:.2f}/GPU-h ({t.price_source})"],
+        ["price", f"${t.price_usd_per_device_hour:.2f}/GPU-h ({t.price_source})"],
         ["energy", f"{format_si(t.energy_kwh)} kWh, {format_si(t.co2_kg)} kg CO2"],
         ["efficiency", t.efficiency_source],
         ["matmul", f"fraction {t.efficiency.achievable_matmul_fraction:.2f} "

@@ -156,7 +156,7 @@ class TrainingEstimate(_Out):
     cost_usd_p90: float
     cost_usd_tuned: float
     efficiency_source: str = Field(description="the prior or measurement behind the figures")
-    price_usd_per_gpu_hour: float
+    price_usd_per_device_hour: float
     price_source: str
     energy_kwh: float = Field(description="facility energy over the P50 wall-clock (PUE and host power included)")
     co2_kg: float

@@ -43,12 +43,12 @@ def _model_info(arch: Architecture):
                      n_kv_heads=arch.n_kv_heads, head_dim=arch.head_dim, source=arch.source)
 
 
-def _hardware_info(profile, price_usd_per_hour: float | None):
+def _hardware_info(profile, price_usd_per_device_hour: float | None):
     from .models import HardwareInfo
 
     return HardwareInfo(profile=profile.name, display_name=profile.display_name,
-                        price_usd_per_device_hour=profile.price_usd_per_hour if price_usd_per_hour is None
-                        else float(price_usd_per_hour),
+                        price_usd_per_device_hour=profile.price_usd_per_device_hour if price_usd_per_device_hour is None
+                        else float(price_usd_per_device_hour),
                         memory_bytes_per_device=profile.memory_bytes,
                         memory_bandwidth_bytes_per_s=profile.memory_bandwidth_bytes_per_s)
 
@@ -90,7 +90,7 @@ def step_breakdown(model: ServingModel, batch: float, context_tokens: float):
 
 def fixed_estimate(arch: Architecture, profile, *, gpus: int, batch_size: int, prompt_tokens: int,
                    output_tokens: int, precision: str = "bf16", kv_precision: str | None = None,
-                   price_usd_per_hour: float | None = None, **model_kw):
+                   price_usd_per_device_hour: float | None = None, **model_kw):
     """TTFT, time per output token and throughput of exactly one configuration: ``gpus`` devices in
     one tensor-parallel replica, a batch of ``batch_size`` identical requests prefilled together and
     decoded together (the llm-analysis ``infer`` setting)."""
@@ -118,7 +118,7 @@ def fixed_estimate(arch: Architecture, profile, *, gpus: int, batch_size: int, p
     latency = ttft + (output_tokens - 1) * tpot
     out_tps = batch_size * output_tokens / latency
     tot_tps = batch_size * seq / latency
-    hw = _hardware_info(profile, price_usd_per_hour)
+    hw = _hardware_info(profile, price_usd_per_device_hour)
     cost = gpus * hw.price_usd_per_device_hour / 3600.0 / out_tps * 1e6
     return FixedEstimate(
         model=_model_info(arch), hardware=hw, gpus=int(gpus), tensor_parallel=int(gpus), batch_size=int(batch_size),
@@ -153,7 +153,7 @@ def serving_capacity(
     sim_requests: int = DEFAULT_SIM_REQUESTS,
     chunked_prefill: bool = False,
     max_batch: int = DEFAULT_MAX_BATCH,
-    price_usd_per_hour: float | None = None,
+    price_usd_per_device_hour: float | None = None,
     tensor_parallel: int | None = None,
     seed: int = 0,
     **model_kw,
@@ -178,7 +178,7 @@ def serving_capacity(
     seq_out = float(_decode_tokens(output_tokens, thinking_tokens))
     peak_qps = peak_factor * mean_qps
     seq_peak_qps = peak_qps * samples
-    hw = _hardware_info(profile, price_usd_per_hour)
+    hw = _hardware_info(profile, price_usd_per_device_hour)
     sizing = dict(p99_ttft_s=p99_ttft_s, p99_tpot_s=p99_tpot_s, price=hw.price_usd_per_device_hour,
                   simulate=simulate, sim_requests=sim_requests, seed=seed, chunked_prefill=chunked_prefill,
                   max_batch=max_batch, tensor_parallel=tensor_parallel,

@@ -123,7 +123,7 @@ def _check_inputs(tokens, n_devices, profile, precision, global_batch, measured_
 
 def simulate_training(
     arch: Architecture, tokens: float, profile, n_devices: int, *, params: float | None = None,
-    global_batch: int | None = None, precision: str = "bf16", price_usd_per_hour: float | None = None,
+    global_batch: int | None = None, precision: str = "bf16", price_usd_per_device_hour: float | None = None,
     measured_mfu: float | None = None, measured_matmul_flops_per_s: float | None = None,
     dp_overlap: float = DEFAULT_DP_OVERLAP, flash_attention: bool = True, top: int = 5,
     energy_options: dict | None = None, reliability_options: dict | None = None,
@@ -163,7 +163,7 @@ def simulate_training(
         if mode == "realised" else tuned_i
     params_total = arch.params() if params is None else float(params)
     training = _estimate(arch, tokens, profile, rates, grid, res, i, tuned_i, n_devices, params_total, precision,
-                         price_usd_per_hour, measured_mfu, measured_source, mode, prior, unfused,
+                         price_usd_per_device_hour, measured_mfu, measured_source, mode, prior, unfused,
                          energy_options, reliability_options, flash_attention, pipeline_engine, params)
     nxt = []
     for j in out.order[1:1 + top]:
@@ -227,7 +227,7 @@ def _rejections(arch, profile, rates, n_devices, out):
 
 
 def _estimate(arch, tokens, profile, rates, grid, res, i, tuned_i, n_devices, params_total, precision,
-              price_usd_per_hour, measured_mfu, measured_source, mode, prior, unfused, energy_options,
+              price_usd_per_device_hour, measured_mfu, measured_source, mode, prior, unfused, energy_options,
               reliability_options, flash_attention, pipeline_engine, params_asked):
     """The TrainingEstimate of layout ``i`` priced in ``mode`` (module docstring)."""
     from ..energy import training_energy_cost
@@ -265,8 +265,8 @@ def _estimate(arch, tokens, profile, rates, grid, res, i, tuned_i, n_devices, pa
     t_steps = float(tokens) / float(res["tokens_per_step"][tuned_i])
     t_ideal = t_steps * t_step
     t_wall = float(goodput(t_ideal, n_devices, ckpt, **reliability).wall_clock_s)
-    price, price_source = ((float(profile.price_usd_per_hour), f"profile {profile.name} default")
-                           if price_usd_per_hour is None else (float(price_usd_per_hour), "--price"))
+    price, price_source = ((float(profile.price_usd_per_device_hour), f"profile {profile.name} default")
+                           if price_usd_per_device_hour is None else (float(price_usd_per_device_hour), "--price"))
     ec = training_energy_cost(n_devices, wall_s, float(profile.tdp_w), price,
                               idle_w=getattr(profile, "idle_w", None), **(energy_options or {}))
     f10, f90 = prior.factor_band(mode)
@@ -294,7 +294,7 @@ def _estimate(arch, tokens, profile, rates, grid, res, i, tuned_i, n_devices, pa
         gpu_hours_tuned=t_wall * n_devices / SECONDS_PER_HOUR, wall_clock_days_tuned=t_wall / SECONDS_PER_DAY,
         cost_usd=float(ec.cost_usd), cost_usd_p10=float(ec.cost_usd) * f10, cost_usd_p90=float(ec.cost_usd) * f90,
         cost_usd_tuned=t_wall * n_devices / SECONDS_PER_HOUR * price,
-        price_usd_per_gpu_hour=price, price_source=price_source,
+        price_usd_per_device_hour=price, price_source=price_source,
         energy_kwh=float(ec.energy_kwh), co2_kg=float(ec.co2_kg),
         energy_assumptions=EnergyAssumptions(device_power_w=ec.device_power_w, host_w_per_device=ec.host_w_per_device,
                                              pue=ec.pue, grid_kg_co2_per_kwh=ec.grid_kg_co2_per_kwh),

@@ -14,8 +14,11 @@ from .errors import InputError
 
 GB = 1e9
 GIB = float(2**30)
+TIB = float(2**40)
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86400.0
+J_PER_KWH = 3.6e6  # joules in a kilowatt-hour
+TERA = 1e12  # FLOP/s in a TFLOP/s (profiles and papers quote TFLOP/s; the code works in FLOP/s)
 
 # Decimal magnitude suffixes. "B" means billion (as in "7B parameters"), never bytes. No "E" (exa):
 # "1e" must be an error, not 1e18.

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..base.errors import InputError
 from ..base.io import write_json_atomic
+from ..base.units import TERA
 
 ENV_VAR = "SCALING_PLANNER_CALIBRATION_DIR"
 DEFAULT_DIR = Path("~/.scaling-planner/calibration")
@@ -57,7 +58,7 @@ class CalibrationRecord(BaseModel):
     def describe(self) -> str:
         """One line for plans and logs: which measurement, from when, of what."""
         what = (f"MFU {self.mfu:.3f}" if self.mfu is not None
-                else f"matmul {self.achieved_matmul_flops_per_s / 1e12:.4g} TFLOP/s"
+                else f"matmul {self.achieved_matmul_flops_per_s / TERA:.4g} TFLOP/s"
                      + (f" ({self.matmul_fraction_of_peak:.1%} of peak)" if self.matmul_fraction_of_peak else ""))
         return (f"{self.source} measurement {self.id} of {self.devices} x {self.profile} {self.dtype} "
                 f"at {self.created_at}: {what}")

@@ -136,12 +136,9 @@ def _save(m, directory: str | None) -> list[str]:
 # ---- the table -------------------------------------------------------------------------------------------
 
 def _rate(value: float | None, unit: str = "FLOP/s") -> str:
-    if value is None:
-        return "-"
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
-        if value >= scale:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
+    from ..base.units import format_rate
+
+    return "-" if value is None else format_rate(value, unit)
 
 
 def _with_fraction(text: str, fraction: float | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..base.units import GIB
 from .common import bounded, positive, positive_int
 
 PRECISIONS = ("bf16", "fp16", "fp8", "int8", "int4")
@@ -116,7 +117,7 @@ def render_fixed(e) -> str:
                                         f"({e.throughput_total_tokens_per_s_per_device:,.0f})"],
         ["decode step", f"{_ms(e.decode_step.total_s)} ({e.decode_step.bound}-bound)"],
         ["weights / KV per device",
-         f"{e.memory.weights_bytes / 2**30:.1f} / {e.memory.kv_cache_bytes / 2**30:.1f} GiB"],
+         f"{e.memory.weights_bytes / GIB:.1f} / {e.memory.kv_cache_bytes / GIB:.1f} GiB"],
         ["largest batch that fits", str(e.max_batch_size)],
         ["$ per million output tokens", f"{e.cost_usd_per_million_output_tokens:.3f}"],
     ]

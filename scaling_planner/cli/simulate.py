@@ -69,6 +69,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..base.errors import InputError
+    from ..base.units import TERA
     from ..hardware.profiles import get_profile
     from ..simulate.architecture import get_arch, moe_shape_for_params, shape_for_params
     from ..simulate.training.estimate import simulate_training
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration_dir is not None and not args.calibrated:
         raise InputError("calibration-dir", "only read with --calibrated")
     mfu = args.measured_mfu
-    matmul = None if args.measured_tflops is None else args.measured_tflops * 1e12
+    matmul = None if args.measured_tflops is None else args.measured_tflops * TERA
     measured = {"measured_mfu": mfu, "measured_matmul_flops_per_s": matmul}
     use = None
     if args.calibrated:

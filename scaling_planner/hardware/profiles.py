@@ -35,7 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..base.errors import InputError
-from ..base.units import GB, GIB
+from ..base.units import GB, GIB, TERA
 
 ENV_VAR = "SCALING_PLANNER_PROFILES"
 """Environment variable naming extra profile directories, separated by ``os.pathsep``."""
@@ -172,7 +172,7 @@ class HardwareProfile(_Strict):
                 "dtype",
                 f"{self.name} has no dense {dtype} peak; supported: {', '.join(peaks)}",
             )
-        return peaks[key] * 1e12
+        return peaks[key] * TERA
 
     @property
     def memory_bytes(self) -> float:

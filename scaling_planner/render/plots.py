@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from ..base.errors import InputError
+from ..base.units import format_si, format_usd
 from ..planning.data_regime import data_regime_of_plan
 
 FIGSIZE_IN = (8.0, 5.4)
@@ -93,19 +94,11 @@ def _save(fig, path: Path) -> Path:
 
 
 def _usd(x: float, _pos=None) -> str:
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(x) >= scale:
-            return f"${x / scale:.3g}{suffix}"
-    return f"${x:.3g}"
+    return format_usd(x)
 
 
 def _si(x: float) -> str:
-    if abs(x) >= 1e15:
-        return f"{x:.3g}"
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{suffix}"
-    return f"{x:.3g}"
+    return format_si(x)
 
 
 def _subtitle(plan) -> str:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..base.units import TERA
+
 # Fraction of HBM bandwidth the elementwise kernels of a PyTorch training step reach (STREAM-like
 # kernels reach 0.85-0.9; unfused layernorm/softmax/dropout less).
 MEMORY_EFFICIENCY = 0.75
@@ -69,7 +71,7 @@ class DeviceRates:
         if achievable_flops_per_s is not None:
             # a measured bf16 GEMM rate; scale the same fraction to fp8 if asked
             self.achievable_fraction = min(1.0, float(achievable_flops_per_s) / self.peak_bf16_flops_per_s)
-            self.source = f"measured matmul {achievable_flops_per_s / 1e12:.1f} TFLOP/s"
+            self.source = f"measured matmul {achievable_flops_per_s / TERA:.1f} TFLOP/s"
         else:
             self.achievable_fraction = prior
             self.source = f"profile prior achievable_matmul_fraction={prior:g}"

@@ -24,9 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..base.errors import InputError
-
-S_PER_HOUR = 3600.0
-J_PER_KWH = 3.6e6
+from ..base.units import J_PER_KWH, SECONDS_PER_HOUR
 
 #: Facility energy / IT energy. 1.2: the Jean Zay cluster BLOOM trained on (Luccioni et al. 2022,
 #: Table 4, with GPT-3 at 1.1, Gopher 1.08, OPT 1.09; quoted, not re-read from the PDF here). Google's
@@ -122,7 +120,7 @@ def device_power_w(tdp_w, utilization, idle_w=None):
 
 def gpu_hours(n_devices, wall_clock_s):
     """Device-hours billed: ``n_devices × wall_clock_s / 3600``."""
-    return _out(np.asarray(n_devices, dtype=float) * np.asarray(wall_clock_s, dtype=float) / S_PER_HOUR)
+    return _out(np.asarray(n_devices, dtype=float) * np.asarray(wall_clock_s, dtype=float) / SECONDS_PER_HOUR)
 
 
 def energy_kwh(power_w, duration_s):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..base.units import GIB
 from .architecture import Architecture
 
 RECOMPUTE_NONE, RECOMPUTE_SELECTIVE, RECOMPUTE_FULL, RECOMPUTE_PARTIAL = 0, 1, 2, 3
@@ -32,7 +33,7 @@ OPTIMIZER_BYTES = 12.0
 
 # Runtime overhead: CUDA context + NCCL buffers + allocator fragmentation. A fixed part and a share
 # of activations (the cookbook's "misc ~5 GiB", Megatron-LM#482 reports <1 % for states alone).
-OVERHEAD_FIXED_BYTES = 2.0 * 2**30
+OVERHEAD_FIXED_BYTES = 2.0 * GIB
 OVERHEAD_ACTIVATION_FRACTION = 0.05
 
 

@@ -35,10 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..base.errors import InfeasibleError, InputError
-
-S_PER_HOUR = 3600.0
-S_PER_DAY = 86400.0
-TIB = 2.0**40
+from ..base.units import SECONDS_PER_HOUR, TIB
 
 # -- published anchors (reference/reliability_and_prices.md §1) --------------------------------------
 
@@ -180,7 +177,7 @@ def job_mtbf_s(n_devices, interruptions_per_device_hour=DEFAULT_INTERRUPTIONS_PE
     n = _check_range(n_devices, "n_devices", lo=1.0, integer=True)
     rate = _check_range(interruptions_per_device_hour, "interruptions_per_device_hour")
     with np.errstate(divide="ignore"):
-        return _out(S_PER_HOUR / (rate * n))
+        return _out(SECONDS_PER_HOUR / (rate * n))
 
 
 def young_daly_interval_s(checkpoint_save_s, mtbf_s):
@@ -277,11 +274,11 @@ def _infeasible_message(m: float, d: float, tau: float, r: float, t: float, no_c
     if no_ckpt:
         return (
             f"no progress possible without checkpoints: the job needs {t:.4g} s of progress but is "
-            f"interrupted every {m:.4g} s ({m / S_PER_HOUR:.3g} h) on average, so it expects "
+            f"interrupted every {m:.4g} s ({m / SECONDS_PER_HOUR:.3g} h) on average, so it expects "
             f"e^({t / m:.3g}) restarts; checkpoint the job"
         )
     return (
-        f"no progress possible: job MTBF is {m:.4g} s ({m / S_PER_HOUR:.3g} h) but each interruption "
+        f"no progress possible: job MTBF is {m:.4g} s ({m / SECONDS_PER_HOUR:.3g} h) but each interruption "
         f"costs restart {r:.4g} s + half a checkpoint interval {tau / 2:.4g} s (checkpoint save "
         f"{d:.4g} s) = {r + tau / 2:.4g} s >= MTBF; faster checkpoint storage, fewer devices, a lower "
         f"interruption rate or a faster restart is needed"
@@ -328,7 +325,7 @@ def goodput(
 
     # everything broadcasts together, so a sweep over rates, bandwidths or restart times works too
     t, n, b, rate, bw, r = (np.asarray(x, dtype=float) for x in np.broadcast_arrays(t, n, b, rate, bw, r))
-    lam = rate * n / S_PER_HOUR  # interruptions per second of wall-clock
+    lam = rate * n / SECONDS_PER_HOUR  # interruptions per second of wall-clock
     with np.errstate(divide="ignore"):
         m = 1.0 / lam
     d = b / bw

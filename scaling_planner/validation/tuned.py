@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from ..base.errors import InputError
+from ..base.units import TERA
 from ..hardware.profiles import get_profile
 from ..simulate import efficiency as eff
 from ..simulate.architecture import Architecture, get_arch
@@ -129,10 +130,10 @@ def _metric(case: TunedCase, arch: Architecture, step_s: float, gpus: int, batch
     if case.metric == "tokens_per_s_per_gpu":
         return batch * s / step_s / gpus
     if case.metric == "model_tflops":
-        return arch.megatron_flops_per_token(s) * batch * s / step_s / gpus / 1e12
+        return arch.megatron_flops_per_token(s) * batch * s / step_s / gpus / TERA
     # Narayanan et al. 2021 eq. 3: hardware FLOPs with full recompute, as PTD-P counts them
     L, h, V = arch.n_layers, arch.d_model, arch.vocab_size
-    return 96.0 * batch * s * L * h * h * (1 + s / (6 * h) + V / (16 * L * h)) / step_s / gpus / 1e12
+    return 96.0 * batch * s * L * h * h * (1 + s / (6 * h) + V / (16 * L * h)) / step_s / gpus / TERA
 
 
 def predict(case: TunedCase) -> TunedResult:

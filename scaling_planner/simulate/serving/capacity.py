@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ...base.errors import InfeasibleError, InputError
-from ...base.units import SECONDS_PER_DAY
+from ...base.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from ..architecture import Architecture
 from .iteration import (
     DEFAULT_BLOCK_TOKENS,
@@ -104,9 +104,9 @@ def fixed_estimate(arch: Architecture, profile, *, gpus: int, batch_size: int, p
     need = m.weight_bytes_per_device + batch_size * seq * m.kv_bytes_per_token
     if need > m.memory_bytes:
         raise InfeasibleError(
-            f"{arch.name} at batch {batch_size} x {seq} tokens needs {need / 2**30:.1f} GiB per device on "
-            f"{gpus} x {profile.name}, {(need - m.memory_bytes) / 2**30:.1f} GiB more than the "
-            f"{m.memory_bytes / 2**30:.1f} GiB usable; the largest batch that fits is {m.max_batch(seq, 10**9)}"
+            f"{arch.name} at batch {batch_size} x {seq} tokens needs {need / GIB:.1f} GiB per device on "
+            f"{gpus} x {profile.name}, {(need - m.memory_bytes) / GIB:.1f} GiB more than the "
+            f"{m.memory_bytes / GIB:.1f} GiB usable; the largest batch that fits is {m.max_batch(seq, 10**9)}"
         )
     ttft = float(m.prefill_time_s(prompt_tokens, batch_size))
     if output_tokens > 1:
@@ -119,7 +119,7 @@ def fixed_estimate(arch: Architecture, profile, *, gpus: int, batch_size: int, p
     out_tps = batch_size * output_tokens / latency
     tot_tps = batch_size * seq / latency
     hw = _hardware_info(profile, price_usd_per_device_hour)
-    cost = gpus * hw.price_usd_per_device_hour / 3600.0 / out_tps * 1e6
+    cost = gpus * hw.price_usd_per_device_hour / SECONDS_PER_HOUR / out_tps * 1e6
     return FixedEstimate(
         model=_model_info(arch), hardware=hw, gpus=int(gpus), tensor_parallel=int(gpus), batch_size=int(batch_size),
         prompt_tokens=int(prompt_tokens), output_tokens=int(output_tokens), precision=m.weight_precision,

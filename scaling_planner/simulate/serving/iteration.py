@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...base.errors import InfeasibleError, InputError
+from ...base.units import GIB
 from .. import efficiency as eff
 from ..architecture import Architecture
 
@@ -401,5 +402,5 @@ def smallest_fitting_tp(arch: Architecture, profile, tokens_per_sequence: float,
     need = last.weight_bytes_per_device + tokens_per_sequence * last.kv_bytes_per_token
     raise InfeasibleError(
         f"{arch.name} does not fit {profile.name} at any tensor-parallel degree up to {last.tp}: "
-        f"{need / 2**30:.1f} GiB per device needed vs {last.memory_bytes / 2**30:.1f} GiB usable"
+        f"{need / GIB:.1f} GiB per device needed vs {last.memory_bytes / GIB:.1f} GiB usable"
     )

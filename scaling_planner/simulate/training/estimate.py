@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from ...base.errors import InfeasibleError, InputError
-from ...base.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from ...base.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, TERA
 from .. import efficiency as eff
 from ..architecture import Architecture
 from ..memory import RECOMPUTE_FULL, RECOMPUTE_NAMES
@@ -43,8 +43,6 @@ from .search import (
     search_layouts,
 )
 from .step import PIPELINE_ENGINES
-
-GIB = float(2**30)
 
 
 def device_domain(profile, n_devices: int) -> int:
@@ -84,7 +82,7 @@ def _layout(grid, i):
 
 def _reject_detail(code: int, excess: float, grid, i) -> str:
     if code == REASON_MEMORY:
-        return f"needs {excess / 2**30:.2f} GiB more than the device has per GPU"
+        return f"needs {excess / GIB:.2f} GiB more than the device has per GPU"
     if code == REASON_BATCH and grid["B"][i] > BATCH_SLACK * grid["B_target"][i]:
         return (f"micro-batch x DP = {int(grid['b'][i] * grid['d'][i])} sequences exceeds the global batch "
                 f"of {grid['B_target'][i]:.0f} by {excess:.0f}")
@@ -290,7 +288,7 @@ def _estimate(arch, tokens, profile, rates, grid, res, i, tuned_i, n_devices, pa
         gpu_hours=gpu_hours, gpu_hours_p10=gpu_hours * f10, gpu_hours_p90=gpu_hours * f90,
         mfu=total_model_flops / (gpu_hours * SECONDS_PER_HOUR * peak), mfu_steady_state=steady_mfu,
         mfu_tuned=float(res["mfu"][tuned_i]), hfu=hfu,
-        model_tflops_per_gpu=steady_mfu * peak / 1e12, model_flops=total_model_flops, peak_flops_per_s=peak,
+        model_tflops_per_gpu=steady_mfu * peak / TERA, model_flops=total_model_flops, peak_flops_per_s=peak,
         gpu_hours_tuned=t_wall * n_devices / SECONDS_PER_HOUR, wall_clock_days_tuned=t_wall / SECONDS_PER_DAY,
         cost_usd=float(ec.cost_usd), cost_usd_p10=float(ec.cost_usd) * f10, cost_usd_p90=float(ec.cost_usd) * f90,
         cost_usd_tuned=t_wall * n_devices / SECONDS_PER_HOUR * price,

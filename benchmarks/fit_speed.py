@@ -25,7 +25,8 @@ from results_io import write_result
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from scaling_planner.laws.fit import bootstrap, fit_law, hoffmann_grid, load_runs
+from scaling_planner.laws.fit import bootstrap, fit_law, hoffmann_grid
+from scaling_planner.laws.runs import load_runs
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "chinchilla_hoffmann_runs.csv"

@@ -79,7 +79,8 @@ def fit_scaling_law(runs_csv: str, *, bootstrap: int = 0, budget_flops: float = 
     """Fit E + A/N^alpha + B/D^beta to the runs in ``runs_csv``; the ``planner fit`` JSON document
     (also a law file for ``recommend_plan(law_file=...)``)."""
     from .laws.fit import bootstrap as _bootstrap
-    from .laws.fit import fit_law, fit_report, load_runs
+    from .laws.fit import fit_law, fit_report
+    from .laws.runs import load_runs
 
     runs = load_runs(runs_csv)
     fit = fit_law(runs)

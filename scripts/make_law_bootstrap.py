@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling_planner.laws.fit import bootstrap, fit_law, interval, load_runs
+from scaling_planner.laws.fit import bootstrap, fit_law, interval
+from scaling_planner.laws.runs import load_runs
 
 REPLICATES = 4000
 SEED = 42

@@ -21,14 +21,10 @@ from pathlib import Path
 import pytest
 
 from scaling_planner.base.errors import InputError, MeasurementError
-from scaling_planner.measure.cluster import (
-    _local_cuda_index,
-    cluster_totals,
-    find_stragglers,
-    measure_cluster,
-)
+from scaling_planner.measure.cluster import _local_cuda_index, measure_cluster
 from scaling_planner.measure.models import DeviceMeasurement, NodeMeasurement, ProbeResult
 from scaling_planner.measure.ray_session import check_reachable as _check_reachable
+from scaling_planner.measure.summary import cluster_totals, find_stragglers
 
 ray = pytest.importorskip("ray")
 

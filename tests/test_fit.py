@@ -12,9 +12,8 @@ from scaling_planner.laws.fit import (
     fit_report,
     hoffmann_grid,
     interval,
-    load_runs,
-    runs_from_arrays,
 )
+from scaling_planner.laws.runs import load_runs, runs_from_arrays
 
 HOFFMANN_TEX_START = np.array([0.5267228, 6.0073404, 6.0179186, 0.33917084, 0.2849083])  # (e, a, b, alpha, beta)
 

@@ -175,8 +175,9 @@ def test_moe_reads_only_routed_experts():
 # --- capacity ---------------------------------------------------------------------------------------------
 
 from scaling_planner.simulate.serving.capacity import fixed_estimate, serving_capacity  # noqa: E402
-from scaling_planner.simulate.serving.eventsim import poisson_workload, simulate  # noqa: E402
+from scaling_planner.simulate.serving.eventsim import simulate  # noqa: E402
 from scaling_planner.simulate.serving.load import analytic_batch_at, analytic_curve  # noqa: E402
+from scaling_planner.simulate.serving.workload import poisson_workload  # noqa: E402
 
 
 @pytest.mark.parametrize("fraction", [0.3, 0.5, 0.7])

@@ -9,14 +9,9 @@ import pytest
 from scaling_planner.base.errors import InfeasibleError, InputError
 from scaling_planner.hardware.profiles import get_profile
 from scaling_planner.simulate.architecture import get_arch
-from scaling_planner.simulate.serving.eventsim import (
-    _Costs,
-    poisson_workload,
-    simulate,
-    simulate_per_token,
-    trace_workload,
-)
+from scaling_planner.simulate.serving.eventsim import _Costs, simulate, simulate_per_token
 from scaling_planner.simulate.serving.iteration import build_model
+from scaling_planner.simulate.serving.workload import poisson_workload, trace_workload
 
 
 @pytest.fixture(scope="module")

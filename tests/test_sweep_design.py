@@ -9,7 +9,8 @@ import pytest
 
 from scaling_planner.base.errors import InputError
 from scaling_planner.cli import main
-from scaling_planner.laws.fit import bootstrap, fit_law, runs_from_arrays
+from scaling_planner.laws.fit import bootstrap, fit_law
+from scaling_planner.laws.runs import runs_from_arrays
 from scaling_planner.sweep.design import (
     FLOPS_PER_PARAM_TOKEN,
     CorpusSize,

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from scaling_planner.cli import main
-from scaling_planner.laws.fit import load_runs
+from scaling_planner.laws.runs import load_runs
 from scaling_planner.sweep.design import SweepDefinition
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scaling_planner.base.errors import InputError
-from scaling_planner.laws.fit import load_runs
+from scaling_planner.laws.runs import load_runs
 from scaling_planner.sweep.store import CSV_COLUMNS, ResultStore, json_safe
 
 

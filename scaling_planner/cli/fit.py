@@ -51,7 +51,8 @@ def run(args) -> int:
 
     from ..base.errors import InputError
     from ..base.io import write_json_atomic
-    from ..laws.fit import bootstrap, fit_law, fit_report, load_runs
+    from ..laws.fit import bootstrap, fit_law, fit_report
+    from ..laws.runs import load_runs
     from .common import print_json
 
     if not 0 < args.level < 1:

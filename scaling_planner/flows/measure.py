@@ -44,7 +44,7 @@ def ray_task_runner(address: str | None = None, init_kwargs: dict | None = None)
 @flow(name="measure-cluster-ray-tasks", log_prints=True)
 def measure_with_ray_tasks(quick: bool = True, dtypes: list[str] | None = None):
     """Probe every node as Prefect tasks on Ray; a ClusterMeasurement (partial when a task failed),
-    assembled by the same :func:`~scaling_planner.measure.cluster.assemble` as ``planner measure``."""
+    assembled by the same :func:`~scaling_planner.measure.summary.assemble` as ``planner measure``."""
     import time
     from datetime import UTC, datetime
 
@@ -52,13 +52,9 @@ def measure_with_ray_tasks(quick: bool = True, dtypes: list[str] | None = None):
     from prefect_ray.context import remote_options
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from scaling_planner.measure.cluster import (
-        DEFAULT_STRAGGLER_MARGIN,
-        assemble,
-        node_model,
-        unreported_device,
-    )
+    from scaling_planner.measure.cluster import DEFAULT_STRAGGLER_MARGIN, node_model, unreported_device
     from scaling_planner.measure.models import DeviceMeasurement
+    from scaling_planner.measure.summary import assemble
 
     t0 = time.perf_counter()
     measured_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from ..base.errors import InputError
-from ..laws.fit import FitResult, Runs
+from ..laws.fit import FitResult
+from ..laws.runs import Runs
 
 METHOD = ("law fitted to the smaller rungs (Huber on log L, Hoffmann grid); interval = percentiles of the "
           "bootstrap draws' predictions x exp(resampled log residual x sqrt(n/(n-p))) (Davison & Hinkley "
@@ -84,7 +85,8 @@ def backtest(N, D, loss, split_flops: float, *, tied: bool = False) -> dict | No
     steps; no bootstrap) and predict the rungs above it. A systematic sign of the errors says the law's
     extrapolation on *these* runs is biased, not only noisy. None when fewer than p + 1 rungs lie
     below the split or none above."""
-    from ..laws.fit import fit_law, runs_from_arrays
+    from ..laws.fit import fit_law
+    from ..laws.runs import runs_from_arrays
 
     N, D, loss = (np.asarray(v, dtype=float) for v in (N, D, loss))
     C = 6.0 * N * D

@@ -124,7 +124,7 @@ def settings_for(defn: SweepDefinition, corpus_id: dict) -> dict:
 
 
 def _runs(records: list[dict], source: str):
-    from ..laws.fit import runs_from_arrays
+    from ..laws.runs import runs_from_arrays
 
     N = [r["result"]["params_nonembedding"] for r in records]
     D = [r["result"]["tokens_seen"] for r in records]

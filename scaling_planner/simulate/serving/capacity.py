@@ -187,8 +187,8 @@ def serving_capacity(
 
     latency = None
     if simulate:
-        from .eventsim import poisson_workload
         from .eventsim import simulate as run_sim
+        from .workload import poisson_workload
 
         load = seq_peak_qps / best.replicas
         wl = poisson_workload(load, sim_requests, prompt_tokens, seq_out, seed=seed)

@@ -79,7 +79,8 @@ def simulated_max_qps(model: ServingModel, prompt_tokens: float, output_tokens: 
     """Largest Poisson load whose simulated p99 TTFT and p99 TPOT meet the SLO: bisection over QPS
     (Vidur's capacity search, reference §4) with common random numbers across loads.
     Returns (qps, summary at that qps); (0, summary at the lowest load tried) when none does."""
-    from .eventsim import poisson_workload, simulate
+    from .eventsim import simulate
+    from .workload import poisson_workload
 
     def run(q):
         wl = poisson_workload(q, requests, prompt_tokens, output_tokens, output_dist=output_dist, seed=seed)

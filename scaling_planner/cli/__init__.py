@@ -27,14 +27,19 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``planner`` parser: every verb, or with ``only`` just that verb (what a command line that
+    names its verb needs: the other verbs' modules are not imported, for the cold start)."""
     parser = OneLineParser(
         prog="planner",
         description="Plan LLM training and serving from scaling laws: model size, tokens, GPUs, time, cost.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"planner (scaling-planner) {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=OneLineParser)
     sub.required = True
-    for verb in VERBS:
+    for verb in VERBS if only not in VERBS else (only,):
         name = f"{__name__}.{verb}"
         if importlib.util.find_spec(name) is None:
             continue
@@ -43,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         code = args.func(args)

@@ -24,6 +24,7 @@ __all__ = [
     "InfeasibleError",
     "InputError",
     "MeasurementError",
+    "PlanRequest",
     "PlannerError",
     "__version__",
     "compute_for_loss",
@@ -46,12 +47,13 @@ __all__ = [
 
 _LAZY = {
     "fit_law": "laws.fit",
-    "load_runs": "laws.fit",
+    "load_runs": "laws.runs",
     "load_profiles": "hardware.profiles",
     "get_profile": "hardware.profiles",
     "profile_for_nvml_name": "hardware.profiles",
     "recommend": "planning.recommend",
-    "simulate_training": "simulate.estimate",
+    "simulate_training": "simulate.training.estimate",
+    "PlanRequest": "planning.request",
 }
 
 

@@ -122,3 +122,17 @@ def test_the_checker_sees_a_cycle_and_a_heavy_import():
     """The checks above can fail: a made-up pair of modules importing each other is a cycle."""
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
     assert "ext:prefect" in _imports("scaling_planner.tasks", MODULES["scaling_planner.tasks"], True)
+
+
+def test_every_public_name_resolves():
+    """The lazy re-exports of scaling_planner point at where each name lives now (a moved module must not
+    leave `from scaling_planner import simulate_training` broken)."""
+    import scaling_planner
+
+    missing = []
+    for name in scaling_planner.__all__:
+        try:
+            getattr(scaling_planner, name)
+        except (AttributeError, ImportError) as exc:
+            missing.append(f"{name}: {exc}")
+    assert missing == []

@@ -145,7 +145,7 @@ def recommend(law: ChinchillaLaw, request: PlanRequest | None = None, /, **field
     for the profile (in ``calibration_dir``, else ``$SCALING_PLANNER_CALIBRATION_DIR``, else
     ``~/.scaling-planner/calibration``), or give a :class:`~scaling_planner.calibration.store.CalibrationRecord`
     or a list of them; the plan's ``calibration`` says which records it used
-    (:mod:`scaling_planner.planning.calibration`). An explicit ``mfu`` wins over a training record.
+    (:mod:`scaling_planner.calibration.choice`). An explicit ``mfu`` wins over a training record.
 
     ``unique_tokens`` U caps the unique data: compute is allocated by the Muennighoff 2023 law of
     repeated data instead of Hoffmann's Eq. 4, and the plan's ``data_constrained`` section reports
@@ -164,7 +164,7 @@ def recommend(law: ChinchillaLaw, request: PlanRequest | None = None, /, **field
     inference demand (``inference_tokens``, which may then be left out).
 
     ``efficiency``: ``"realised"`` (default) plans with what teams really spend end to end, with a
-    P10 / P90 band (:mod:`scaling_planner.simulate.end_to_end`); ``"tuned"`` with the step model's
+    P10 / P90 band (:mod:`scaling_planner.simulate.training.end_to_end`); ``"tuned"`` with the step model's
     tuned Megatron-class stack. A measured MFU (``mfu`` or a calibration record) replaces both.
     """
     if request is not None and fields:

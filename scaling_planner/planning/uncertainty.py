@@ -7,7 +7,7 @@ Eq. 4); for a target loss L, the compute C_k(L) each draw needs (Besiroglu 2024 
 share of draws with L_k(N, D) <= L and with C_k(L) <= C, and the plan's wall-clock, GPU-hours
 and cost scaled by C_k(L)/C at the plan's layout, GPU count and MFU (first order, not
 re-simulated). The training figures also carry the *efficiency* spread of the training estimate
-(its P10 / P90, :mod:`scaling_planner.simulate.end_to_end`): each law draw is paired with an
+(its P10 / P90, :mod:`scaling_planner.simulate.training.end_to_end`): each law draw is paired with an
 efficiency draw (a two-piece log-normal through the estimate's P10, P50 and P90, stratified and
 paired by a fixed permutation, so the output is reproducible), and the probabilities of staying
 within a dollar, GPU-hour or deadline limit count both spreads. Under a unique-token cap the same

@@ -1,6 +1,6 @@
 """The end-to-end validation: published pre-training runs (``data/published_runs.csv``) predicted by
 the planner's own estimate, scored leave-one-out, and the fit of the end-to-end prior
-(:mod:`scaling_planner.simulate.end_to_end`).
+(:mod:`scaling_planner.simulate.training.end_to_end`).
 
 Each run is simulated as ``planner simulate`` would: the shape derived from N (and, for an MoE, the
 experts, top-k and active parameters) with the run's sequence length and vocabulary, on its hardware

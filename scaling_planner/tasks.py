@@ -113,7 +113,7 @@ def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
     else one is derived from N. A measured bf16 training MFU or matmul rate among ``calibration``
     replaces the profile's prior; ``efficiency`` is "realised" (end to end, the default) or "tuned"."""
     from .calibration.choice import resolve
-    from .planning.recommend import load_profile
+    from .hardware.profiles import load_profile
     from .simulate.architecture import Architecture, shape_for_params
     from .simulate.training.estimate import simulate_training as _simulate
 

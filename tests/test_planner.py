@@ -8,15 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaling_planner.base.errors import InfeasibleError, InputError, PlannerError
+from scaling_planner.hardware.profiles import load_profile
 from scaling_planner.laws.chinchilla import FLOPS_PER_PARAM_TOKEN
 from scaling_planner.laws.presets import get_law
-from scaling_planner.planning.recommend import (
-    DEFAULT_TARGET_DAYS,
-    _Simulator,
-    explain_lines,
-    load_profile,
-    recommend,
-)
+from scaling_planner.planning.recommend import recommend
+from scaling_planner.planning.request import DEFAULT_TARGET_DAYS
+from scaling_planner.planning.training import Simulator as _Simulator
+from scaling_planner.render.explain import explain_lines
 
 LAW = get_law("besiroglu2024")
 
@@ -484,7 +482,7 @@ def test_fast_profile_loader_matches_the_validated_loader():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 10, 4000, 4001])
 def test_percentiles_are_numpys_linear_percentiles(n):
-    from scaling_planner.planning.recommend import _percentiles
+    from scaling_planner.base.stats import percentiles as _percentiles
 
     v = np.random.default_rng(n).lognormal(size=n)
     assert np.array_equal(_percentiles(v, [10, 50, 90]), np.percentile(v, [10, 50, 90])) or np.allclose(

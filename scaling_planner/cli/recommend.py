@@ -41,7 +41,7 @@ def plan_from_arguments(args):
 
 
 def run(args) -> int:
-    from ..planning.recommend import explain_lines
+    from ..render.explain import explain_lines
     from ..render.plan import render
     from .common import print_json
 

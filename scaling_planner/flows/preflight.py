@@ -73,7 +73,7 @@ def preflight(request: PreflightRequest | None = None) -> PreflightResult:
         job, job_note = None, None
         if req.size_job and on_cluster and plan is not None:
             workers = int(plan.training.gpus)
-            from scaling_planner.planning.recommend import load_profile
+            from scaling_planner.hardware.profiles import load_profile
             from scaling_planner.preflight.sizing import accelerator_type_for_profile
 
             profile = load_profile(gpu)

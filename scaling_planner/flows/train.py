@@ -110,7 +110,7 @@ def device_peak(profile_name: str, dtype: str, use_gpu: bool, threads: int) -> t
     """Dense peak of one worker's device: a GPU's from its profile; a CPU worker's as its share of the box
     (the ``cpu`` profile describes the whole machine as one device)."""
     from scaling_planner.base.errors import InputError
-    from scaling_planner.planning.recommend import load_profile
+    from scaling_planner.hardware.profiles import load_profile
 
     profile = load_profile(profile_name)
     try:

@@ -32,105 +32,25 @@ load inside the functions that use them, so importing this module stays cheap.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
-
 from ..base.errors import InfeasibleError, InputError
-from ..base.units import SECONDS_PER_DAY
-from ..calibration.choice import CalibrationUse, mfu_provenance
+from ..calibration.choice import mfu_provenance
 from ..laws.chinchilla import ChinchillaLaw
-from .alternatives import OVERTRAIN_SHRINK, Alternative, alternatives_for
-from .compute import BISECTION_STEPS, MAX_COMPUTE_FLOPS, MIN_COMPUTE_FLOPS, Placer, compute_for_objective
-from .data_constrained import CHINCHILLA_ALTERNATIVE as DC_CHINCHILLA_ALTERNATIVE
+from .alternatives import alternatives_for
+from .compute import Placer, compute_for_objective
 from .data_constrained import DataConstrained
-from .data_regime import NEAR_OPTIMAL_BISECTIONS, data_regime
-from .hardware import Hardware, load_profile, resolve_hardware
+from .data_regime import data_regime
+from .hardware import Hardware, resolve_hardware
 from .moe import MoEChoice
-from .request import DEFAULT_GPU, DEFAULT_TARGET_DAYS, INFERENCE_MFU, NEAR_OPTIMAL_REL_TOL, PlanRequest
-from .serving import Fleet, ServingChoice
+from .plan import LawInfo, ModelChoice, Recommendation
+from .request import PlanRequest
+from .serving import Fleet
 from .training import (
-    GUESS_MFU_OF_MATMUL,
-    MAX_NODE_DOUBLINGS,
-    MAX_PLAUSIBLE_MFU,
     PRECISION,
-    Simulator,
     TrainingChoice,
-    choose_gpus,
     training_choice,
 )
-from .uncertainty import Band, Uncertainty, loss_band, percentiles, uncertainty_for
+from .uncertainty import loss_band, uncertainty_for
 
-# names this module had before its steps moved to scaling_planner.planning (the tests use them)
-_Simulator, _percentiles = Simulator, percentiles
-__all__ = [
-    "BISECTION_STEPS", "DC_CHINCHILLA_ALTERNATIVE", "DEFAULT_GPU", "DEFAULT_TARGET_DAYS", "GUESS_MFU_OF_MATMUL",
-    "INFERENCE_MFU", "MAX_COMPUTE_FLOPS", "MAX_NODE_DOUBLINGS", "MAX_PLAUSIBLE_MFU", "MIN_COMPUTE_FLOPS",
-    "NEAR_OPTIMAL_BISECTIONS", "NEAR_OPTIMAL_REL_TOL", "OVERTRAIN_SHRINK", "PRECISION", "SECONDS_PER_DAY",
-    "Alternative", "Band", "LawInfo", "ModelChoice", "Plan", "Recommendation", "TrainingChoice", "Uncertainty",
-    "choose_gpus", "explain_lines", "load_profile", "recommend",
-]
-
-
-# =================================================================================================
-# Output models (the sections' models live with their modules in scaling_planner.planning)
-# =================================================================================================
-
-class ModelChoice(BaseModel):
-    params: float = Field(description="parameters N (all, embeddings included)")
-    tokens: float = Field(description="training tokens D")
-    tokens_per_param: float
-    loss: float = Field(description="predicted final loss L(N, D) under the point law (with unique_tokens: "
-                                    "L(N, D, U) with repeated data, Muennighoff 2023)")
-    loss_band: Band | None = Field(None, description="L(N, D) over the law's draws")
-    params_near_optimal_low: float = Field(description="smallest N within rel_tol of the minimal loss at this compute")
-    params_near_optimal_high: float
-    near_optimal_rel_tol: float
-
-
-class LawInfo(BaseModel):
-    name: str
-    E: float
-    A: float
-    B: float
-    alpha: float
-    beta: float
-    source: str
-    draws: int
-
-
-class Recommendation(BaseModel):
-    """The plan: model, compute, training on the cluster, alternatives, uncertainty, provenance."""
-
-    objective: str
-    target_loss: float | None = None
-    budget_flops: float | None = None
-    budget_usd: float | None = None
-    budget_gpu_hours: float | None = None
-    deadline_days: float | None = None
-    compute_flops: float = Field(description="training compute 6·N·D (FLOPs, a count)")
-    model: ModelChoice
-    training: TrainingChoice | None = None
-    law: LawInfo
-    uncertainty: Uncertainty | None = None
-    alternatives: list[Alternative] = []
-    inference_tokens: float | None = None
-    inference_mfu: float | None = None
-    data_constrained: DataConstrained | None = Field(
-        None, description="with unique_tokens: epochs, effective data, loss under repetition (Muennighoff 2023)")
-    serving: ServingChoice | None = Field(
-        None, description="with tokens_per_day and serving_days: the plan's serving fleet and lifetime cost")
-    moe: MoEChoice | None = Field(
-        None, description="with experts: the compute-optimal fine-grained MoE at the same compute (Krajewski 2024)")
-    calibration: CalibrationUse | None = Field(
-        None, description="the calibration records the plan used (ids and what they measured), or why none")
-    notes: list[str] = []
-
-
-Plan = Recommendation
-
-
-# =================================================================================================
-# The planner
-# =================================================================================================
 
 def recommend(law: ChinchillaLaw, request: PlanRequest | None = None, /, **fields) -> Recommendation:
     """The plan for one objective (module docstring): ``recommend(law, target_loss=2.0, gpu="a100-sxm")``,
@@ -278,57 +198,3 @@ def _inference_notes(req: PlanRequest, fleet) -> list[str]:
 def _law_info(law: ChinchillaLaw) -> LawInfo:
     return LawInfo(name=law.name, source=law.source, draws=0 if law.samples is None else len(law.samples),
                    **{k: float(v) for k, v in law.params.items()})
-
-
-# =================================================================================================
-# --explain: the arithmetic with the numbers put in
-# =================================================================================================
-
-def explain_lines(plan: Recommendation) -> list[str]:
-    """The plan's arithmetic, one step a line, with its numbers (FLOPs a count, FLOP/s a rate)."""
-    m, t = plan.model, plan.training
-    lines = [
-        f"C = 6·N·D = 6 × {m.params:.6e} params × {m.tokens:.6e} tokens = {plan.compute_flops:.6e} FLOPs "
-        "(law-level training compute, a count)",
-    ]
-    if plan.objective == "target_loss":
-        lines.insert(0, f"target loss {plan.target_loss:g}: minimal compute C(L) = 6·[(A·G^-α + B·G^β)/(L − E)]"
-                        f"^((α+β)/(αβ)) with E={plan.law.E:.4g}, A={plan.law.A:.4g}, B={plan.law.B:.4g}, "
-                        f"α={plan.law.alpha:.4g}, β={plan.law.beta:.4g}; N, D from Hoffmann Eq. 4")
-    if t is None:
-        return lines
-    e = t.energy_assumptions
-    lines += [
-        f"model FLOPs (simulator, Megatron count for the {t.shape.split(' (')[0]} shape) = {t.model_flops:.6e} FLOPs "
-        f"({t.model_flops / plan.compute_flops:.4f} × 6·N·D)",
-        f"ideal time = model FLOPs / (GPUs × peak FLOP/s × steady-state MFU) = {t.model_flops:.6e} FLOPs / "
-        f"({t.gpus} × {t.peak_flops_per_s:.6e} FLOP/s × {t.mfu_steady_state:.6f}) = {t.ideal_time_s:.6e} s  "
-        f"(MFU {t.mfu_provenance})",
-        f"wall-clock (P50) = ideal time / goodput × end-to-end factor = {t.ideal_time_s:.6e} s / {t.goodput:.6f} × "
-        f"{t.end_to_end_factor:.6f} = {t.wall_clock_days * SECONDS_PER_DAY:.6e} s = {t.wall_clock_days:.6f} days  "
-        f"({t.efficiency_source})",
-        f"efficiency band: P10 = P50 × {t.wall_clock_days_p10 / t.wall_clock_days:.6f}, P90 = P50 × "
-        f"{t.wall_clock_days_p90 / t.wall_clock_days:.6f} (wall-clock, GPU-hours and cost alike): "
-        f"{t.wall_clock_days_p10:.6f} .. {t.wall_clock_days_p90:.6f} days",
-        f"expected MFU end to end = model FLOPs / (GPU-hours × 3600 s × peak FLOP/s) = {t.model_flops:.6e} / "
-        f"({t.gpu_hours:.6e} × 3600 × {t.peak_flops_per_s:.6e}) = {t.mfu:.6f}",
-        f"GPU-hours = GPUs × wall-clock hours = {t.gpus} × {t.wall_clock_days * 24:.6f} h = {t.gpu_hours:.6e} GPU-h",
-        f"cost = GPU-hours × price = {t.gpu_hours:.6e} GPU-h × ${t.price_usd_per_device_hour:.4f}/GPU-h = "
-        f"${t.cost_usd:.6e}  (price: {t.price_source})",
-        f"energy = GPU-hours × (device W + host W) × PUE / 1000 = {t.gpu_hours:.6e} × ({e.device_power_w:.6g} + "
-        f"{e.host_w_per_device:.6g}) W × {e.pue:.6g} / 1000 = {t.energy_kwh:.6e} kWh",
-        f"CO2 = energy × grid intensity = {t.energy_kwh:.6e} kWh × {e.grid_kg_co2_per_kwh:.6g} kg/kWh = "
-        f"{t.co2_kg:.6e} kg",
-    ]
-    v = plan.serving
-    if v is not None:
-        f = v.fleet
-        lines += [
-            f"serving fleet = {f.replicas} replicas × TP{f.tensor_parallel} = {f.devices} devices for "
-            f"{f.demand.tokens_per_day:.6e} tokens/day at peak ×{f.demand.peak_factor:g} ({f.capacity_method})",
-            f"serving cost = devices × price × 24 h × days = {f.devices} × ${t.price_usd_per_device_hour:.4f}/GPU-h "
-            f"× 24 h × {v.serving_days:g} = ${v.serving_cost_usd:.6e}",
-            f"lifetime cost = training + serving = ${t.cost_usd:.6e} + ${v.serving_cost_usd:.6e} = "
-            f"${v.lifetime_cost_usd:.6e}",
-        ]
-    return lines

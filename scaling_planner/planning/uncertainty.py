@@ -59,13 +59,6 @@ class Uncertainty(BaseModel):
     scaling_note: str = ""
 
 
-def percentiles(v, qs):
-    """numpy's default percentiles of a 1-D array (:func:`scaling_planner.base.stats.percentiles`)."""
-    from ..base.stats import percentiles as _percentiles
-
-    return _percentiles(v, qs)
-
-
 def band(values, unreachable_is_inf: bool = False) -> Band:
     """p10, p50, p90 of the finite ``values`` (inf when none is finite). With
     ``unreachable_is_inf`` a draw valued +inf (one that cannot reach the target) stays in the
@@ -73,6 +66,8 @@ def band(values, unreachable_is_inf: bool = False) -> Band:
     in JSON, "unreachable" in the table) instead of being dropped: dropping them would quote the band
     of the reachable draws only, too narrow and too cheap."""
     import numpy as np
+
+    from ..base.stats import percentiles
 
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v) if unreachable_is_inf else np.isfinite(v)]

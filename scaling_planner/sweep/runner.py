@@ -429,7 +429,8 @@ def recommendation(fit, defn: SweepDefinition, heldout: Rung, records: list[dict
     """
     from ..laws.chinchilla import frontier_loss
     from ..laws.fit import derived_quantities, interval
-    from ..planning.recommend import MIN_COMPUTE_FLOPS, recommend
+    from ..planning.compute import MIN_COMPUTE_FLOPS
+    from ..planning.recommend import recommend
 
     law = fit.law(name="sweep-fit")
     notes = []

@@ -147,12 +147,17 @@ def _why_not_probe(rec) -> str:
             f"rate as {PROBE_DTYPE} (measure {PROBE_DTYPE} to calibrate it)")
 
 
-def mfu_provenance(use: CalibrationUse | None, explicit_mfu: float | None) -> str:
-    """The training block's ``mfu_provenance``: 'measured' (explicit), the record used, or the default."""
+def mfu_provenance(use: CalibrationUse | None, explicit_mfu: float | None) -> dict:
+    """The training block's MFU provenance, typed and as a sentence: ``mfu_source`` 'explicit' (--mfu),
+    'calibration' (a training record's MFU), 'calibration matmul' (a probe record's matmul rate) or
+    'profile'; ``mfu_record`` the record's id; ``mfu_provenance`` the sentence ('measured', 'measured:
+    <record>', 'simulated with the measured matmul rate of <record>', 'profile default')."""
     if explicit_mfu is not None:
-        return "measured"
+        return {"mfu_source": "explicit", "mfu_record": None, "mfu_provenance": "measured"}
     if use is not None and use.training_record is not None:
-        return f"measured: {use.used[0]}"
+        return {"mfu_source": "calibration", "mfu_record": use.training_record,
+                "mfu_provenance": f"measured: {use.used[0]}"}
     if use is not None and use.probe_record is not None:
-        return f"simulated with the measured matmul rate of {use.used[-1]}"
-    return "profile default"
+        return {"mfu_source": "calibration matmul", "mfu_record": use.probe_record,
+                "mfu_provenance": f"simulated with the measured matmul rate of {use.used[-1]}"}
+    return {"mfu_source": "profile", "mfu_record": None, "mfu_provenance": "profile default"}

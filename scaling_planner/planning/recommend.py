@@ -171,7 +171,7 @@ def _moe_section(req: PlanRequest, regime, C: float, hw: Hardware, training) -> 
                   price_usd_per_device_hour=req.price_usd_per_device_hour, precision=PRECISION)
     moe.notes += regime.ignored_by("MoE", "the allocation ignores the unique-token cap (Krajewski's law assumes "
                                    "fresh data)")
-    if training is not None and training.mfu_provenance != "profile default":
+    if training is not None and training.mfu_source != "profile":
         moe.notes.append("MoE: the measured MFU / matmul rate of the dense run is not applied to the MoE run "
                          "(simulated from the profile)")
     return moe, moe.notes

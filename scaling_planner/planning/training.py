@@ -10,6 +10,7 @@ The simulator, the architectures and the energy model load inside the functions 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import Field
 
@@ -30,9 +31,13 @@ class TrainingChoice(TrainingEstimate):
 
     gpus_source: str = Field(description="'--gpus' or how the count was chosen")
     shape: str = Field(description="the transformer shape simulated for N")
+    mfu_source: Literal["explicit", "calibration", "calibration matmul", "profile"] = Field(
+        description="where the MFU came from: --mfu, a calibration training record's MFU, a calibration probe "
+                    "record's matmul rate, or the profile (simulated)")
+    mfu_record: str | None = Field(None, description="the calibration record used (its id)")
     mfu_provenance: str = Field(
-        description="'measured' (--mfu), 'measured: <calibration record>', 'simulated with the measured matmul "
-        "rate of <calibration record>' or 'profile default' (simulated from the profile)")
+        description="the same as a sentence: 'measured' (--mfu), 'measured: <calibration record>', 'simulated with "
+        "the measured matmul rate of <calibration record>' or 'profile default' (simulated from the profile)")
 
 
 class Simulator:
@@ -118,9 +123,10 @@ def choose_gpus(sim: Simulator, N: float, D: float, target_days: float):
     return node * 2**k, r, True
 
 
-def training_choice(res, gpus_source: str, provenance: str) -> TrainingChoice:
-    """The plan's training block from a simulation ``res``."""
+def training_choice(res, gpus_source: str, provenance: dict) -> TrainingChoice:
+    """The plan's training block from a simulation ``res``; ``provenance``:
+    :func:`~scaling_planner.calibration.choice.mfu_provenance`."""
     m = res.model
-    return TrainingChoice(**res.training.model_dump(), gpus_source=gpus_source, mfu_provenance=provenance,
+    return TrainingChoice(**res.training.model_dump(), gpus_source=gpus_source, **provenance,
                           shape=f"{m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads, "
                                 f"{m.params / 1e9:.3g}B params ({m.shape_source})")

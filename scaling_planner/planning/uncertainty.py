@@ -150,5 +150,5 @@ def uncertainty_for(regime, objective: str, target_loss: float | None, C: float,
              "efficiency (a first-order band, not re-simulated), times an efficiency draw"
              if objective == "target_loss" else
              "wall-clock, GPU-hours and cost at the plan's compute: the efficiency spread only")
-            + f" ({training.efficiency_source.split(':')[0]})")
+            + f" ({'prior' if training.efficiency_mode == 'realised' else training.efficiency_mode})")
     return Uncertainty(**u), notes

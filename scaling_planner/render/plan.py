@@ -22,12 +22,11 @@ def _goal(rec) -> str:
     return f"{rec.training.gpus} GPUs within {rec.deadline_days:g} days"
 
 
-def _short_provenance(text: str) -> str:
-    """'measured: training measurement <id> of ...' -> 'measured, calibration <id>' for the table cell."""
-    if text.startswith("measured: ") or text.startswith("simulated with the measured matmul"):
-        rec_id = text.split(" measurement ", 1)[1].split()[0]
-        return ("measured, calibration " if text.startswith("measured") else "measured matmul, calibration ") + rec_id
-    return "simulated from the profile" if text == "profile default" else text
+def _short_provenance(t) -> str:
+    """The table cell of the training block's typed MFU provenance."""
+    return {"explicit": "measured", "calibration": f"measured, calibration {t.mfu_record}",
+            "calibration matmul": f"measured matmul, calibration {t.mfu_record}",
+            "profile": "simulated from the profile"}[t.mfu_source]
 
 
 def render(rec) -> str:
@@ -65,7 +64,7 @@ def render(rec) -> str:
         rows += [
             ["GPUs", f"{t.gpus} x {t.gpu}", ""],
             ["layout", layout_line(t.layout), ""],
-            ["MFU (model FLOPs)", f"{t.mfu:.1%} end to end ({_short_provenance(t.mfu_provenance)})",
+            ["MFU (model FLOPs)", f"{t.mfu:.1%} end to end ({_short_provenance(t)})",
              f"tuned stack {t.mfu_tuned:.1%}"],
             ["wall-clock", f"{t.wall_clock_days:.1f} days",
              tband(u.wall_clock_days if u else None, t.wall_clock_days_p10, t.wall_clock_days_p90,

@@ -8,6 +8,8 @@ top-level ``compute_flops``; ``model.params``, ``model.tokens``; ``training.gpu_
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -155,7 +157,9 @@ class TrainingEstimate(_Out):
     cost_usd_p10: float
     cost_usd_p90: float
     cost_usd_tuned: float
-    efficiency_source: str = Field(description="the prior or measurement behind the figures")
+    efficiency_mode: Literal["realised", "tuned", "measured"] = Field(
+        description="realised: the end-to-end prior; tuned: the step model alone; measured: a measured MFU")
+    efficiency_source: str = Field(description="the prior or measurement behind the figures, as a sentence")
     price_usd_per_device_hour: float
     price_source: str
     energy_kwh: float = Field(description="facility energy over the P50 wall-clock (PUE and host power included)")

@@ -297,7 +297,7 @@ def _estimate(arch, tokens, profile, rates, grid, res, i, tuned_i, n_devices, pa
         energy_assumptions=EnergyAssumptions(device_power_w=ec.device_power_w, host_w_per_device=ec.host_w_per_device,
                                              pue=ec.pue, grid_kg_co2_per_kwh=ec.grid_kg_co2_per_kwh),
         time_breakdown_s=tb, memory_gib=mb,
-        efficiency_source=source,
+        efficiency_mode=mode, efficiency_source=source,
         efficiency=EfficiencyProvenance(
             source=mode, curve=curve, achievable_matmul_fraction=rates.achievable_fraction,
             achievable_matmul_source=rates.source, measured_mfu=measured_mfu,

@@ -143,24 +143,21 @@ def evaluate(plan=None, limits: GateLimits | None = None, *, measured_mfu: float
     elif plan is None or cost is None:
         notes.append("no training estimate (no GPU profile): cost, deadline and memory not checked")
 
-    p_cost = p_days = None
-    if limits.max_cost_usd is not None:
-        if cost is None:
-            notes.append("max_cost_usd not checked: no cost estimate")
-        else:
-            checked.append("max_cost_usd")
-            p_cost = _overrun(plan, limits.max_cost_usd, "cost_usd")
-            v = _check_limit(limits, "max_cost_usd", limits.max_cost_usd, cost, p_cost, "predicted cost", _usd)
-            violations += [v] if v else []
-    if limits.deadline_days is not None:
-        if days is None:
-            notes.append("deadline_days not checked: no wall-clock estimate")
-        else:
-            checked.append("deadline_days")
-            p_days = _overrun(plan, limits.deadline_days, "wall_clock_days")
-            v = _check_limit(limits, "deadline_days", limits.deadline_days, days, p_days, "predicted wall-clock",
-                             _days)
-            violations += [v] if v else []
+    overrun = {}  # limit -> P(over it)
+    for limit, predicted, field, what, fmt in (("max_cost_usd", cost, "cost_usd", "predicted cost", _usd),
+                                               ("deadline_days", days, "wall_clock_days", "predicted wall-clock",
+                                                _days)):
+        allowed = getattr(limits, limit)
+        if allowed is None:
+            continue
+        if predicted is None:
+            notes.append(f"{limit} not checked: no {'cost' if field == 'cost_usd' else 'wall-clock'} estimate")
+            continue
+        checked.append(limit)
+        overrun[limit] = _overrun(plan, allowed, field)
+        v = _check_limit(limits, limit, allowed, predicted, overrun[limit], what, fmt)
+        violations += [v] if v else []
+    p_cost, p_days = overrun.get("max_cost_usd"), overrun.get("deadline_days")
     if limits.max_gpus is not None and gpus is not None:
         checked.append("max_gpus")
         if gpus > limits.max_gpus:

@@ -510,14 +510,23 @@ def test_generated_mode_requests_plan_or_raise_planner_errors(unique, experts, t
 
 
 def test_a_target_above_the_smallest_runs_loss_is_refused_not_planned_as_a_micro_model():
-    """A target loss the smallest run the planner sizes (MIN_COMPUTE_FLOPS) already beats used to give a
-    plan of 1e-6 parameters; it is an InputError naming the field and the highest target in range."""
-    from scaling_planner.laws.chinchilla import frontier_loss
-    from scaling_planner.planning.compute import MIN_COMPUTE_FLOPS
+    """A target loss the smallest run already beats used to give a plan of 1e-6 parameters; it is an
+    InputError naming the field and the highest target in range. On hardware the smallest run is
+    MIN_COMPUTE_FLOPS; at law level (no GPU: a sweep's small ladder) a model of MIN_LAW_PARAMS."""
+    from scaling_planner.laws.chinchilla import compute_for_params, frontier_loss, optimal_params
+    from scaling_planner.planning.compute import MIN_COMPUTE_FLOPS, MIN_LAW_PARAMS
 
     highest = float(frontier_loss(LAW, MIN_COMPUTE_FLOPS))
-    assert recommend(LAW, target_loss=highest * 0.999, gpu=None).compute_flops >= MIN_COMPUTE_FLOPS
+    assert recommend(LAW, target_loss=highest * 0.999, alternatives=False).compute_flops >= MIN_COMPUTE_FLOPS
     with pytest.raises(InputError, match=r"target_loss: .*smallest run"):
-        recommend(LAW, target_loss=highest * 1.01, gpu=None)
-    with pytest.raises(InputError, match="target_loss"):
-        recommend(LAW, target_loss=1e5)
+        recommend(LAW, target_loss=highest * 1.01)
+    law_level = recommend(LAW, target_loss=highest * 1.01, gpu=None)  # no hardware floor at law level
+    assert MIN_LAW_PARAMS < law_level.model.params < float(optimal_params(LAW, MIN_COMPUTE_FLOPS))
+    floor = float(compute_for_params(LAW, MIN_LAW_PARAMS))
+    assert float(optimal_params(LAW, floor)) == pytest.approx(MIN_LAW_PARAMS, rel=1e-9)
+    for gpu in ("h100-sxm", None):
+        with pytest.raises(InputError, match="target_loss"):
+            recommend(LAW, target_loss=1e5, gpu=gpu)
+    with pytest.raises(InfeasibleError, match="budget_flops"):
+        recommend(LAW, budget_flops=floor / 2, gpu=None)
+    assert recommend(LAW, budget_flops=floor * 2, gpu=None).model.params > MIN_LAW_PARAMS

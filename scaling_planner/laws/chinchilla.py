@@ -103,6 +103,12 @@ def optimal_params(law: ChinchillaLaw, C):
     return allocation_constant(law) * (np.asarray(C, dtype=float) / FLOPS_PER_PARAM_TOKEN) ** a
 
 
+def compute_for_params(law: ChinchillaLaw, N):
+    """The compute whose optimal model has N parameters: Hoffmann Eq. 4 inverted, C = 6·(N/G)^(1/a)."""
+    a, _ = allocation_exponents(law)
+    return FLOPS_PER_PARAM_TOKEN * (np.asarray(N, dtype=float) / allocation_constant(law)) ** (1.0 / a)
+
+
 def optimal_tokens(law: ChinchillaLaw, C):
     """Compute-optimal tokens D_opt(C) = G^-1·(C/6)^b (Hoffmann Eq. 4)."""
     _, b = allocation_exponents(law)

@@ -29,6 +29,7 @@ from .training import choose_gpus, node_size
 
 MIN_COMPUTE_FLOPS = 1e18  # the smallest run the planner sizes (~70M params on ~2B tokens)
 MAX_COMPUTE_FLOPS = 1e29  # the largest (far beyond any run to date)
+MIN_LAW_PARAMS = 1e3  # at law level (no GPU profile), the smallest model planned: a thousand parameters
 BISECTION_STEPS = 40  # log C halvings: ln(1e11)/2^40 ~ 2e-11 relative, far below the simulator's resolution
 BISECTION_TOL_LOG = 1e-6  # stop once the bracket is this narrow in ln C (0.0001 % of C)
 
@@ -74,30 +75,49 @@ class Placer:
 
 def compute_for_objective(request, regime, placer: Placer | None) -> tuple[float, list[str]]:
     """(C, notes) for the objective of a validated :class:`~.request.PlanRequest` (module
-    docstring). Raises InputError for a target out of the law's reach, InfeasibleError for a
-    target beyond MAX_COMPUTE_FLOPS or a budget below what the smallest run needs."""
+    docstring). Raises InputError for a target out of the law's reach or above what the smallest
+    run already reaches, InfeasibleError for a target beyond MAX_COMPUTE_FLOPS or a budget below
+    the smallest run (:func:`smallest_compute`)."""
+    sized = placer is not None and placer.sim is not None
     if request.objective == "target_loss":
         C = regime.compute_for_loss(request.target_loss, MAX_COMPUTE_FLOPS)
-        if not C >= MIN_COMPUTE_FLOPS:
+        floor = smallest_compute(regime.law, sized)
+        if not C >= floor:
             from ..laws.chinchilla import frontier_loss
 
             raise InputError(
                 "target_loss", f"{request.target_loss:g} is above what the smallest run the planner sizes already "
-                f"reaches ({float(frontier_loss(regime.law, MIN_COMPUTE_FLOPS)):.4f} at {MIN_COMPUTE_FLOPS:.0e} FLOPs, "
-                f"{float(optimal_params(regime.law, MIN_COMPUTE_FLOPS)) / 1e6:.0f}M params); choose a lower target")
+                f"reaches ({float(frontier_loss(regime.law, floor)):.4f} at {floor:.3g} FLOPs, "
+                f"{_params_text(regime.law, floor)}); choose a lower target")
         return C, []
     if request.objective == "budget_flops":
-        return checked_flops_budget(regime.law, request.budget_flops), []
+        return checked_flops_budget(regime.law, request.budget_flops, sized), []
     return compute_within_simulated_budget(request, placer)
 
 
-def checked_flops_budget(law, budget_flops: float) -> float:
-    """``budget_flops`` itself, or InfeasibleError when it is below MIN_COMPUTE_FLOPS."""
-    if budget_flops < MIN_COMPUTE_FLOPS:
+def smallest_compute(law, sized: bool) -> float:
+    """The least compute the planner plans: :data:`MIN_COMPUTE_FLOPS` for a run sized on hardware; at
+    law level (no GPU profile: a sweep's small ladder, a what-if), the compute whose optimal model has
+    :data:`MIN_LAW_PARAMS` parameters (below that there is no model to speak of)."""
+    if sized:
+        return MIN_COMPUTE_FLOPS
+    from ..laws.chinchilla import compute_for_params
+
+    return float(compute_for_params(law, MIN_LAW_PARAMS))
+
+
+def _params_text(law, C: float) -> str:
+    n = float(optimal_params(law, C))
+    return f"{n / 1e6:.0f}M params" if n >= 1e6 else f"{n:.3g} params"
+
+
+def checked_flops_budget(law, budget_flops: float, sized: bool = True) -> float:
+    """``budget_flops`` itself, or InfeasibleError when it is below :func:`smallest_compute`."""
+    floor = smallest_compute(law, sized)
+    if budget_flops < floor:
         raise InfeasibleError(
             f"budget_flops {budget_flops:.4g} FLOPs is too small for any model: the smallest run the planner "
-            f"sizes needs {MIN_COMPUTE_FLOPS:.0e} FLOPs "
-            f"({float(optimal_params(law, MIN_COMPUTE_FLOPS)) / 1e6:.0f}M params); give at least that")
+            f"sizes needs {floor:.3g} FLOPs ({_params_text(law, floor)}); give at least that")
     return budget_flops
 
 

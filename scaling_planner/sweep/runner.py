@@ -427,9 +427,7 @@ def recommendation(fit, defn: SweepDefinition, heldout: Rung, records: list[dict
     (Muennighoff et al. 2023, :class:`~scaling_planner.planning.data_constrained.DataConstrainedMode`)
     is given beside it.
     """
-    from ..laws.chinchilla import frontier_loss
     from ..laws.fit import derived_quantities, interval
-    from ..planning.compute import MIN_COMPUTE_FLOPS
     from ..planning.recommend import recommend
 
     law = fit.law(name="sweep-fit")
@@ -438,14 +436,7 @@ def recommendation(fit, defn: SweepDefinition, heldout: Rung, records: list[dict
         kwargs, objective = {"target_loss": defn.target_loss}, {"target_loss": defn.target_loss}
     else:
         C = defn.target_budget_flops or 10 * heldout.compute_flops
-        objective = {"budget_flops": C}
-        if C >= MIN_COMPUTE_FLOPS:
-            kwargs = {"budget_flops": C}
-        else:
-            L = float(frontier_loss(law, C))
-            kwargs = {"target_loss": L}
-            notes.append(f"recommend() sizes budgets >= {MIN_COMPUTE_FLOPS:.0e} FLOPs only; the budget {C:.3g} FLOPs "
-                         f"is passed as the frontier loss it buys, L*(C) = {L:.4f} (the same compute-optimal plan)")
+        kwargs = objective = {"budget_flops": C}
     try:
         plan = recommend(law, gpu=None, **kwargs)
     except (InputError, InfeasibleError) as exc:

@@ -136,3 +136,13 @@ def test_cli_target_near_the_floor_marks_unreachable_percentiles():
     assert code == 0, err
     row = next(line for line in out.splitlines() if "training compute" in line)
     assert row.rstrip().endswith("unreachable")
+
+
+def test_a_scarce_cap_keeps_the_plan_inside_its_own_band():
+    """The draws' scan was centred on each draw's Hoffmann N, two decades each way; with a million unique
+    tokens at 1e21 FLOPs the constrained optimum sits further below Hoffmann's N, so every draw landed on
+    the scan's edge and the band (23.8M .. 29.5M) excluded the plan's own N (5.3M)."""
+    p = recommend(LAW, budget_flops=1e21, gpus=8, unique_tokens=1e6, alternatives=False)
+    band = p.uncertainty.optimal_params
+    assert band.p10 < p.model.params < band.p90
+    assert band.p10 < band.p50 < band.p90

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import re
 import sys
 
 from ..base.errors import PlannerError
@@ -20,11 +21,33 @@ VERBS = ("recommend", "simulate", "serve", "fit", "measure", "profiles", "law", 
 EXIT_USAGE = 2
 
 
+# A token that is a value, never a flag: a negative number in any form a quantity takes (-5e23, -1.5T,
+# -.5, -1e400) or -inf / -nan. argparse's own test (-5, -0.5 only) would read "--budget-flops -5e23" as
+# two flags ("expected one argument"); taken as a value, the field's check says what is allowed.
+_VALUE_TOKEN = re.compile(r"^-(?:\.?\d.*|inf(?:inity)?|nan)$", re.IGNORECASE | re.DOTALL)
+
+
+# Characters str.splitlines() breaks a line at: a file name or word echoed in an error keeps the error on
+# one line with these written as escapes.
+_LINE_BREAKS = {ord(c): c.encode("unicode_escape").decode() for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: line breaks (from a user's file name, say) written as escapes."""
+    return str(text).translate(_LINE_BREAKS)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr with exit code 2 (no usage dump)."""
+    """argparse, but a usage error is one line on stderr with exit code 2 (no usage dump), and a
+    negative number (``-5e23``, ``-inf``) is an argument's value, not an unknown flag."""
 
     def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {one_line(message)} (see {one_line(self.prog)} --help)\n")
+
+    def _parse_optional(self, arg_string):
+        if _VALUE_TOKEN.match(arg_string):
+            return None  # a positional / an option's value
+        return super()._parse_optional(arg_string)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -49,12 +72,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    nul = next((a for a in argv if "\x00" in str(a)), None)
+    if nul is not None:  # no file name or word holds one (a shell cannot even pass one): refused up front
+        print(f"planner: error: argument {nul!r} holds a NUL character", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser(argv[0] if argv else None)
+    if not argv:  # no verb: the usage and the verbs, as an error (exit 2)
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
     except PlannerError as exc:
-        print(f"planner {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"planner {args.verb}: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"planner {args.verb}: interrupted", file=sys.stderr)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 
 from ..base.units import parse_positive, parse_quantity
@@ -26,14 +28,34 @@ def _argument_type(parse, field: str):
     return convert
 
 
+# Every number the command line reads is 0 or lies within these magnitudes: any product or ratio of a few
+# of them stays a finite float64 (1e308 of a price made "$inf"; a subnormal 5e-324 of tokens divided by zero).
+MAGNITUDE_MIN = 1e-100
+MAGNITUDE_MAX = 1e100
+# The largest whole number a flag takes (devices, tokens per query, batch, sequence length...): a C int,
+# far above any real count, so that numpy's int64 products of a few of them cannot wrap around.
+INT_MAX = 2**31 - 1
+
+
+def in_range(value: float, field: str, text=None) -> float:
+    """``value``, or InputError when it is not 0 and its magnitude lies outside [1e-100, 1e100]."""
+    from ..base.errors import InputError
+
+    if value != 0 and not MAGNITUDE_MIN <= abs(value) <= MAGNITUDE_MAX:
+        raise InputError(field, f"{text if text is not None else value!r} is out of range: a number's magnitude "
+                                f"must lie between {MAGNITUDE_MIN:g} and {MAGNITUDE_MAX:g} (or be 0)")
+    return value
+
+
 def positive(field: str, *, allow_dollar: bool = False):
     """An argparse ``type`` for a strictly positive quantity (1e22, 2.5T, $1.2M)."""
-    return _argument_type(lambda text: parse_positive(text, field, allow_dollar=allow_dollar), field)
+    return _argument_type(lambda text: in_range(parse_positive(text, field, allow_dollar=allow_dollar), field, text),
+                          field)
 
 
 def quantity(field: str):
     """An argparse ``type`` for any finite quantity."""
-    return _argument_type(lambda text: parse_quantity(text, field), field)
+    return _argument_type(lambda text: in_range(parse_quantity(text, field), field, text), field)
 
 
 def bounded(field: str, minimum: float = 0.0, maximum: float | None = None):
@@ -41,11 +63,11 @@ def bounded(field: str, minimum: float = 0.0, maximum: float | None = None):
     from ..base.checks import finite_array
 
     return _argument_type(
-        lambda text: float(finite_array(parse_quantity(text, field), field, minimum=minimum, inclusive=True,
-                                        maximum=maximum)), field)
+        lambda text: float(finite_array(in_range(parse_quantity(text, field), field, text), field, minimum=minimum,
+                                        inclusive=True, maximum=maximum)), field)
 
 
-def positive_int(field: str, allow_zero: bool = False):
+def positive_int(field: str, allow_zero: bool = False, maximum: int = INT_MAX):
     def convert(text: str) -> int:
         import argparse
 
@@ -55,10 +77,30 @@ def positive_int(field: str, allow_zero: bool = False):
             raise argparse.ArgumentTypeError(f"{field}: expected a whole number, got {text!r}") from None
         if value < (0 if allow_zero else 1):
             raise argparse.ArgumentTypeError(f"{field}: must be >= {0 if allow_zero else 1}, got {text!r}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{field}: must be <= {maximum:,}, got {text!r}")
         return value
 
     convert.__name__ = field
     return convert
+
+
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """While inside, file descriptor 1 is stderr: whatever a library writes to stdout (Ray's raylet-death
+    banner from its log monitor, its C++ logs) lands on stderr, so that ``--json`` leaves exactly one JSON
+    object on stdout. Python's buffered stdout is flushed into the redirect before fd 1 is restored."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def print_json(obj) -> None:

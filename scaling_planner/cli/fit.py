@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument("--budget-flops", type=positive("budget_flops"), default=None, metavar="C",
                    help="report N*, D*, tokens/param and loss at this compute (default 100x the largest run)")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
-    p.add_argument("--seed", type=int, default=42, help="bootstrap seed (default 42)")
+    p.add_argument("--seed", type=_non_negative_int, default=42, help="bootstrap seed, a whole number >= 0 "
+                   "(default 42)")
     p.add_argument("--out", metavar="FIT.json", help="write the fit (a law file for --law-file) here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -51,17 +52,17 @@ def run(args) -> int:
 
     from ..base.errors import InputError
     from ..base.io import write_json_atomic
-    from ..laws.fit import bootstrap, fit_law, fit_report
+    from ..laws.fit import bootstrap, check_bootstrap, fit_law, fit_report
     from ..laws.runs import load_runs
     from .common import print_json
 
     if not 0 < args.level < 1:
         raise InputError("level", f"must be between 0 and 1, got {args.level}")
     runs = load_runs(args.runs).drop_highest(args.drop_highest)
+    if args.bootstrap:  # before the fit: a count that cannot fit in memory is refused at once
+        check_bootstrap(len(runs), args.bootstrap, tied=args.tied)
     fit = fit_law(runs, tied=args.tied, loss_function=args.loss, overestimate_penalty=args.overestimate_penalty)
     if args.bootstrap:
-        if args.bootstrap < 2:
-            raise InputError("bootstrap", f"needs at least 2 replicates, got {args.bootstrap}")
         fit = bootstrap(runs, fit, args.bootstrap, seed=args.seed)
     budget = args.budget_flops or float(100 * np.max(6.0 * runs.N * runs.D))
     doc = fit_report(fit, budget, args.level)

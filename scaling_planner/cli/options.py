@@ -9,7 +9,7 @@ from __future__ import annotations
 import types
 import typing
 
-from .common import positive, positive_int, quantity
+from .common import INT_MAX, positive, positive_int, quantity
 
 SEPARATOR = "__"  # argparse dest of a nested field: parent__child
 
@@ -90,8 +90,8 @@ def add_model_arguments(parser, model, *, exclude: tuple[str, ...] = (), every_f
             kwargs.update(choices=typing.get_args(bare))
         else:
             kwargs["metavar"] = meta.get("metavar") or name.upper()
-            if bare is int:
-                kwargs["type"] = positive_int(name, allow_zero=True)
+            if bare is int:  # a flow's request may count tokens beyond 2**31: its model bounds it
+                kwargs["type"] = positive_int(name, allow_zero=True, maximum=2**53 if every_field else INT_MAX)
             elif bare is float:
                 kwargs["type"] = positive(name, allow_dollar=True) if meta.get("dollar") else quantity(name)
         target.add_argument(flag_of(info, name), *meta.get("aliases", ()), **kwargs)

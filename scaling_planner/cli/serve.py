@@ -34,9 +34,11 @@ def register(sub) -> None:
                    help="p99 time to first token SLO in seconds (default 2)")
     p.add_argument("--p99-tpot", type=positive("p99_tpot"), default=None, metavar="S",
                    help="p99 time per output token SLO in seconds (default 0.2)")
-    p.add_argument("--precision", choices=PRECISIONS, default="bf16", help="weight precision (default bf16)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="weight precision (default bf16; fp16 on a device with no bf16 peak, e.g. V100)")
     p.add_argument("--kv-precision", choices=PRECISIONS, default=None,
-                   help="KV-cache precision (default: fp8/int8 with 8-bit weights, else bf16)")
+                   help="KV-cache precision (default: fp8/int8 with 8-bit weights, else the 16-bit format of the "
+                        "GEMMs: bf16, fp16 on a device with no bf16 peak)")
     p.add_argument("--peak-factor", type=positive("peak_factor"), default=None, metavar="X",
                    help="peak / mean demand the fleet is sized for (default 2)")
     p.add_argument("--thinking-tokens", type=bounded("thinking_tokens"), default=0.0, metavar="T",
@@ -67,6 +69,9 @@ def run(args) -> int:
 
     arch = get_arch(args.arch) if args.arch else shape_for_params(args.params)
     profile = get_profile(args.gpu)
+    if args.precision is None:  # the device's 16-bit format; an explicit one it lacks is refused
+        args.precision = "fp16" if "bf16" not in profile.supported_dtypes and "fp16" in profile.supported_dtypes \
+            else "bf16"
     prompt = args.prompt_tokens or serving.DEFAULT_PROMPT_TOKENS
     output = args.output_tokens or serving.DEFAULT_OUTPUT_TOKENS
     fixed = args.gpus is not None or args.batch_size is not None

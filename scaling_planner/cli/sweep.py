@@ -77,9 +77,11 @@ def _budgets(text: str) -> list[float]:
 
     from ..base.errors import InputError
     from ..base.units import parse_positive
+    from .common import in_range
 
     try:
-        return [parse_positive(part.strip(), "budgets") for part in text.split(",") if part.strip()]
+        return [in_range(parse_positive(part.strip(), "budgets"), "budgets", part.strip())
+                for part in text.split(",") if part.strip()]
     except InputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -179,15 +181,51 @@ def render_ladder(defn, csize, ladder) -> str:
     return head + "\n" + table(rows, ["budget", "role", "LxD", "N", "D", "D/N", "steps", "epochs", "6ND"])
 
 
+def require_training_stack(dry_run: bool = False) -> None:
+    """InputError (one line, exit 2) when the packages a sweep needs are missing: torch (the GPTs, their
+    shapes: also for --dry-run) and Ray (the rungs run as Ray tasks), from the ``flows`` extra."""
+    import importlib
+
+    from ..base.errors import InputError
+
+    for module in ("torch",) if dry_run else ("torch", "ray"):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            missing = isinstance(exc, ModuleNotFoundError) and (exc.name or module).split(".")[0] == module
+            why = "is not installed" if missing else f"cannot be imported ({' '.join(str(exc).split())[:120]})"
+            raise InputError("sweep", f"needs {module}, which {why}; install the flows extra: "
+                                      "pip install 'scaling-planner[flows]'") from None
+
+
+def ladder_document(defn, csize, ladder) -> dict:
+    """The ``--dry-run --json`` document: the definition, the corpus sizes and every planned rung."""
+    rung = lambda r: {**r.model_dump(mode="json"), "compute_flops": r.compute_flops,  # noqa: E731
+                      "steps": r.tokens // defn.tokens_per_step, "epochs": r.tokens / csize.train_tokens}
+    return {
+        "dry_run": True,
+        "definition": defn.model_dump(mode="json"),
+        "corpus": {"name": csize.name, "train_tokens": csize.train_tokens, "val_tokens": csize.val_tokens},
+        "rungs": [rung(r) for row in ladder.rows.values() for r in row],
+        "heldout": rung(ladder.heldout),
+        "suggested_runs": defn.suggested_runs,
+    }
+
+
 def run(args) -> int:
-    from ..sweep.report import summary_lines
-    from ..sweep.runner import prepare, run_sweep
     from .common import print_json
 
     defn = definition_from_arguments(args)
+    require_training_stack(dry_run=args.dry_run)
+    from ..sweep.report import summary_lines
+    from ..sweep.runner import prepare, run_sweep
+
     if args.dry_run:
         _, csize, ladder = prepare(defn)
-        print(render_ladder(defn, csize, ladder))
+        if args.json:
+            print_json(ladder_document(defn, csize, ladder))
+        else:
+            print(render_ladder(defn, csize, ladder))
         return 0
     progress = Progress()
     command = "planner " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("planner") else None

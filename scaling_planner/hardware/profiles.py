@@ -62,8 +62,12 @@ _PROFILE_SUFFIXES = (".yaml", ".yml")
 DirsArg = Iterable[str | os.PathLike] | str | os.PathLike | None
 """One directory or several; ``None`` for none."""
 
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
+# Finite: YAML reads 1e400 as inf, and an infinite peak or bandwidth plans a run at MFU 0 % without a word.
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# A dense peak per device in TFLOP/s: at most 1e6 (an exaFLOP/s per device, 200x a B200's dense FP8); a
+# larger figure is a unit slip (FLOP/s for TFLOP/s) that would plan every run at MFU 0.0 %.
+PeakValue = Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -73,13 +77,13 @@ class _Strict(BaseModel):
 class PeakTflops(_Strict):
     """Dense peak throughput per dtype in TFLOP/s (TOPS for int8), per device; absent = unsupported."""
 
-    fp64: PositiveFloat | None = None
-    fp32: PositiveFloat | None = None
-    tf32: PositiveFloat | None = None
-    bf16: PositiveFloat | None = None
-    fp16: PositiveFloat | None = None
-    fp8: PositiveFloat | None = None
-    int8: PositiveFloat | None = None
+    fp64: PeakValue | None = None
+    fp32: PeakValue | None = None
+    tf32: PeakValue | None = None
+    bf16: PeakValue | None = None
+    fp16: PeakValue | None = None
+    fp8: PeakValue | None = None
+    int8: PeakValue | None = None
 
     @model_validator(mode="after")
     def _at_least_one(self) -> PeakTflops:
@@ -255,6 +259,9 @@ def load_profile_file(path: Path | str, *, builtin: bool = False) -> HardwarePro
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError("profile file", f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError("profile file", f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                                         f"{exc.start}); save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -397,7 +404,7 @@ def _builtin_file(key: str) -> HardwareProfile | None:
     if loader is not None:
         try:
             return profile_from_mapping(yaml.load(path.read_text(encoding="utf-8"), Loader=loader), path, builtin=True)
-        except (OSError, yaml.YAMLError, InputError):
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, InputError):
             pass
     return load_profile_file(path, builtin=True)
 

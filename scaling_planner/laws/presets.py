@@ -117,19 +117,42 @@ def load_law_file(path: str | Path) -> ChinchillaLaw:
     for key in ("A", "B", "alpha", "beta"):
         if values[key] <= 0:
             raise InputError(f"law_file.{key}", f"{p}: {key} must be > 0, got {values[key]!r}")
-    samples = None
-    draws = data.get("bootstrap", {}).get("samples") if isinstance(data.get("bootstrap"), dict) else None
-    if draws:
-        arr = np.asarray(draws, dtype=float)
-        if arr.ndim != 2 or arr.shape[1] != 5 or not np.all(np.isfinite(arr)):
-            raise InputError("law_file.bootstrap.samples", f"{p}: expected rows of (E, A, B, alpha, beta)")
-        samples = arr
+    samples = _law_file_samples(data.get("bootstrap"), p) if "bootstrap" in data else None
     return ChinchillaLaw(
         name=str(data.get("name") or p.stem),
         source=str(data.get("source") or f"fitted by planner fit, {p}"),
         samples=samples,
         **values,
     )
+
+
+def _law_file_samples(block, p: Path) -> np.ndarray | None:
+    """The bootstrap draws of a law file, (K, 5) rows of (E, A, B, alpha, beta); InputError naming the file
+    and the field when the ``bootstrap`` field is there but malformed (a plan would silently lose its bands).
+    ``null`` means no draws."""
+    if block is None:
+        return None
+    field = "law_file.bootstrap"
+    if not isinstance(block, dict):
+        raise InputError(field, f"{p}: must be an object holding 'samples' (rows of E, A, B, alpha, beta), "
+                                f"got {type(block).__name__}")
+    draws = block.get("samples")
+    if draws is None:
+        raise InputError(f"{field}.samples", f"{p}: the bootstrap has no samples (planner fit --json leaves them "
+                                             "out: write the law file with planner fit --out FIT.json)")
+    try:
+        arr = np.asarray(draws, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"{field}.samples", f"{p}: expected rows of 5 numbers (E, A, B, alpha, beta)") from None
+    if arr.ndim != 2 or arr.shape[1] != 5 or arr.shape[0] < 2:
+        raise InputError(f"{field}.samples", f"{p}: expected at least 2 rows of 5 numbers (E, A, B, alpha, "
+                                             f"beta), got shape {arr.shape}")
+    bad = ~np.isfinite(arr) | (arr < 0) | ((arr <= 0) & (np.arange(5) > 0))
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"{field}.samples", f"{p}: row {row + 1}, {('E', 'A', 'B', 'alpha', 'beta')[col]} must be "
+                                             f"finite and {'>= 0' if col == 0 else '> 0'}, got {arr[row, col]!r}")
+    return arr
 
 
 def resolve_law(name: str | None = None, law_file: str | Path | None = None) -> ChinchillaLaw:

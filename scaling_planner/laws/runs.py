@@ -56,12 +56,18 @@ def load_runs(path: str | Path) -> Runs:
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV may start with a BOM
     except FileNotFoundError:
         raise InputError("runs", f"no such file: {p}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError("runs", f"cannot read {p}: {exc}") from None
-    reader = csv.reader(text.splitlines())
+    try:
+        return _parse_runs(p, csv.reader(text.splitlines()))
+    except csv.Error as exc:  # a field over the csv module's size limit, a stray NUL (older Pythons)
+        raise InputError("runs", f"{p} is not a CSV of runs: {exc}") from None
+
+
+def _parse_runs(p: Path, reader) -> Runs:
     header = next(reader, None)
     if not header:
         raise InputError("runs", f"{p} is empty; expected a header with columns N, D, loss")

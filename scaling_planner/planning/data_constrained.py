@@ -197,7 +197,9 @@ class DataConstrainedMode:
     def allocate_draws(self, C, draws=None, fine_points: int = DRAW_FINE_POINTS):
         """(N_k, D_k): each draw's minimum of L(N, D, U) on C_k = 6·N·D (``C`` a scalar or one value
         per draw), Hoffmann's point where it fits in U as in :meth:`allocate`. A scan of
-        ``DRAW_SCAN_POINTS`` points over ±2 decades of N around each draw's Hoffmann N, refined by
+        ``DRAW_SCAN_POINTS`` points over ±2 decades of N around where the point law's constrained
+        optimum sits relative to its Hoffmann N, applied to each draw's Hoffmann N (a scarce cap moves
+        the optimum decades away from Hoffmann's: centring on Hoffmann's N missed it), refined by
         ``fine_points`` points between the best point's neighbours: N to 0.1 % (0.4 % with the
         bisection's coarser refinement)."""
         import numpy as np
@@ -208,8 +210,12 @@ class DataConstrainedMode:
         lw = self.column_draws() if draws is None else draws
         C = np.broadcast_to(np.asarray(C, dtype=float).reshape(-1, 1), lw.E.shape)
         n_chin, d_chin = optimal_params(lw, C), optimal_tokens(lw, C)
+        finite = C[np.isfinite(C) & (C > 0)]
+        c_ref = float(np.median(finite)) if finite.size else float(C.flat[0])
+        shift = math.log(self.allocate(c_ref)[0] / float(optimal_params(self.law, c_ref)))
         step = DRAW_SCAN_DECADES * math.log(10.0) / (DRAW_SCAN_POINTS - 1)
-        x = np.log(n_chin) + DRAW_SCAN_LOW_DECADES * math.log(10.0) + step * np.arange(DRAW_SCAN_POINTS)
+        x = (np.log(n_chin) + shift + DRAW_SCAN_LOW_DECADES * math.log(10.0)
+             + step * np.arange(DRAW_SCAN_POINTS))
         best = np.take_along_axis(x, np.argmin(dcl.isoflop_loss(C, np.exp(x), self.U, lw), axis=1)[:, None], 1)
         x = best + step * np.linspace(-1.0, 1.0, fine_points)
         N = np.exp(np.take_along_axis(x, np.argmin(dcl.isoflop_loss(C, np.exp(x), self.U, lw), axis=1)[:, None], 1))

@@ -179,6 +179,8 @@ def isoflop_figure(plan, law):
     ax.plot([], [], marker="o", color="gray", mec="black", ls="none",
             label="each budget's optimum" + regime.optimum_label)
     span = max(highs) - min(lows)
+    if not span > 1e-9 * max(1.0, abs(max(highs))):  # flat curves (a data-starved regime): a visible band
+        span = 0.1 * max(1.0, abs(max(highs)))
     ax.set_ylim(min(lows) - 0.08 * span, max(highs) + 0.05 * span)
     ax.set_xscale("log")
     ax.set_xlabel("model size N (parameters)")

@@ -25,8 +25,11 @@ pipeline engine, ``training.step_time(pipeline_engine="deepspeed")``) was not us
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ..base.errors import InputError
 from ..base.units import TERA
 
 # Fraction of HBM bandwidth the elementwise kernels of a PyTorch training step reach (STREAM-like
@@ -59,6 +62,24 @@ FP8_CAST_BYTES = 4.0
 PRECISIONS = ("bf16", "fp8")
 
 
+def check_measured_matmul(profile, flops_per_s, field: str = "measured_matmul_flops_per_s") -> float:
+    """A measured bf16 matmul rate per device, or InputError: not finite and > 0, or above the profile's
+    dense bf16 peak (no GEMM beats the peak: the number is per node, sparse, another dtype, or the
+    profile is the wrong device)."""
+    peak = float(profile.peak_flops_per_s("bf16"))
+    try:
+        rate = float(flops_per_s)
+    except (TypeError, ValueError):
+        raise InputError(field, f"must be a number of FLOP/s, got {flops_per_s!r}") from None
+    if not (math.isfinite(rate) and rate > 0):
+        raise InputError(field, f"must be a finite rate > 0, got {flops_per_s!r}")
+    if rate > peak:
+        raise InputError(field, f"{rate / TERA:.4g} TFLOP/s is above the dense bf16 peak of "
+                                f"{getattr(profile, 'name', 'the device')} ({peak / TERA:.4g} TFLOP/s): a measured "
+                                "matmul cannot beat the peak; give TFLOP/s per device, dense bf16, or check --gpu")
+    return rate
+
+
 class DeviceRates:
     """The rates one profile implies, at one precision; ``achievable_fraction`` may be measured."""
 
@@ -70,7 +91,8 @@ class DeviceRates:
         prior = float(profile.achievable_matmul_fraction)
         if achievable_flops_per_s is not None:
             # a measured bf16 GEMM rate; scale the same fraction to fp8 if asked
-            self.achievable_fraction = min(1.0, float(achievable_flops_per_s) / self.peak_bf16_flops_per_s)
+            check_measured_matmul(profile, achievable_flops_per_s)
+            self.achievable_fraction = float(achievable_flops_per_s) / self.peak_bf16_flops_per_s
             self.source = f"measured matmul {achievable_flops_per_s / TERA:.1f} TFLOP/s"
         else:
             self.achievable_fraction = prior

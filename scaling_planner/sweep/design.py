@@ -122,6 +122,10 @@ class SweepDefinition(BaseModel):
         if self.heldout_flops is not None and self.heldout_flops <= b[-1]:
             raise ValueError(f"heldout_flops: {self.heldout_flops:.3g} must exceed the largest ladder budget "
                              f"{b[-1]:.3g} (the held-out rung is an extrapolation)")
+        if not math.isfinite(self.heldout_compute_flops):
+            field = "heldout_flops" if self.heldout_flops is not None else "heldout_factor"
+            raise ValueError(f"{field}: the held-out compute must be a finite number of FLOPs, got "
+                             f"{self.heldout_compute_flops!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.target_loss is not None and self.target_budget_flops is not None:
@@ -183,9 +187,12 @@ def shape_catalogue(seq_len: int = 128, max_params: float = 2e8) -> tuple[Shape,
 
 
 def snap(target_params: float, catalogue: tuple[Shape, ...]) -> Shape:
-    """The catalogue shape nearest ``target_params`` in log N."""
+    """The catalogue shape nearest ``target_params`` in log N (a target that underflowed to 0 or overflowed to
+    inf, from extreme definition values, snaps to the smallest or the largest shape; the ladder's checks then
+    say what is wrong)."""
     logs = np.log([s.params for s in catalogue])
-    return catalogue[int(np.argmin(np.abs(logs - math.log(target_params))))]
+    target = min(max(float(target_params), 1e-300), 1e300) if not math.isnan(target_params) else 1.0
+    return catalogue[int(np.argmin(np.abs(logs - math.log(target))))]
 
 
 # -- rungs ---------------------------------------------------------------------------------------------

@@ -18,8 +18,10 @@ from .iteration import (
     ServingModel,
     attention_flops,
     build_model,
+    check_tensor_parallel,
     elementwise_bytes_per_token,
     smallest_fitting_tp,
+    tensor_parallel_ok,
     tp_candidates,
 )
 from .load import (
@@ -99,6 +101,7 @@ def fixed_estimate(arch: Architecture, profile, *, gpus: int, batch_size: int, p
     for name, v in (("gpus", gpus), ("batch_size", batch_size), ("prompt_tokens", prompt_tokens),
                     ("output_tokens", output_tokens)):
         _check_positive(v, name, integer=True)
+    check_tensor_parallel(arch, int(gpus), "gpus")  # the devices of one tensor-parallel replica
     m = build_model(arch, profile, tp=int(gpus), precision=precision, kv_precision=kv_precision, **model_kw)
     seq = prompt_tokens + output_tokens
     need = m.weight_bytes_per_device + batch_size * seq * m.kv_bytes_per_token
@@ -273,7 +276,8 @@ def _size_fleet(arch, profile, prompt_tokens, seq_out, seq_peak_qps, *, p99_ttft
 
     seq_tokens = prompt_tokens + seq_out
     t0 = smallest_fitting_tp(arch, profile, seq_tokens, **model_kw)
-    cands = [tensor_parallel] if tensor_parallel else [t for t in tp_candidates(profile) if t0 <= t <= 8 * t0]
+    cands = [tensor_parallel] if tensor_parallel else [t for t in tp_candidates(profile) if t0 <= t <= 8 * t0
+                                                       and tensor_parallel_ok(arch, t)]
     options, models = [], {}
     for t in cands:
         m = build_model(arch, profile, tp=int(t), **model_kw)

@@ -92,6 +92,40 @@ def precision_bytes(name: str, field_name: str = "precision") -> float:
     return PRECISION_BYTES[key]
 
 
+def _check_16bit(profile, precision: str, field_name: str, supported: dict) -> None:
+    """A 16-bit format (bf16, fp16) the device has no dense peak for is refused, as ``planner simulate``
+    refuses it (a V100 has no bf16: serving it in fp16 is a different numeric format, not a fallback).
+    8- and 4-bit weights may still be weight-only (dequantised to the device's 16-bit GEMMs)."""
+    if precision in ("bf16", "fp16") and precision not in supported:
+        other = [d for d in ("bf16", "fp16") if d in supported]
+        hint = f"; use --{field_name.replace('_', '-')} {other[0]}" if other else ""
+        raise InputError(field_name, f"{profile.name} has no dense {precision} peak (supported: "
+                                     f"{', '.join(supported)}){hint}")
+
+
+def tensor_parallel_ok(arch: Architecture, tp: int) -> bool:
+    """True when ``tp`` splits the attention heads evenly: it divides the query heads, and divides the KV
+    heads or is a multiple of them (each KV head then replicated), vLLM's rule (``vllm/config``: "Total
+    number of attention heads must be divisible by tensor parallel size"; KV heads are replicated when
+    tp > num_kv_heads). MLA caches one latent, replicated on every rank: only the query heads split."""
+    tp = int(tp)
+    if tp < 1 or arch.n_heads % tp:
+        return False
+    if arch.attention == "mla":
+        return True
+    kv = arch.n_kv_heads
+    return kv % tp == 0 if tp <= kv else tp % kv == 0
+
+
+def check_tensor_parallel(arch: Architecture, tp: int, field_name: str = "tensor_parallel") -> None:
+    """InputError naming the degrees that work unless :func:`tensor_parallel_ok`."""
+    if not tensor_parallel_ok(arch, tp):
+        valid = [t for t in range(1, MAX_TENSOR_PARALLEL + 1) if tensor_parallel_ok(arch, t)]
+        raise InputError(field_name, f"{tp} does not split the {arch.n_heads} attention heads "
+                                 f"({arch.n_kv_heads} KV heads) of {arch.name} evenly; use one of "
+                                 f"{', '.join(map(str, valid))}")
+
+
 def compute_dtype(profile, weight_precision: str) -> str:
     """The dtype the GEMMs run in: the weight precision when the device has a dense peak for it
     (FP8 on Hopper, INT8 W8A8), otherwise bf16 (weight-only quantisation, e.g. W4A16 AWQ/GPTQ,
@@ -348,9 +382,14 @@ def build_model(
         raise InputError("tp", f"must be a whole number >= 1, got {tp!r}")
     w_prec = str(precision).lower()
     w_bytes = precision_bytes(w_prec, "precision")
+    supported = profile.peak_dense_tflops.supported()
+    _check_16bit(profile, w_prec, "precision", supported)
+    cdt = compute_dtype(profile, w_prec)
     if kv_precision is None:
-        kv_precision = w_prec if w_prec in ("fp8", "int8") else ("fp16" if w_prec == "fp16" else "bf16")
+        kv_precision = w_prec if w_prec in ("fp8", "int8") else (cdt if cdt in ("bf16", "fp16") else "bf16")
     kv_b = precision_bytes(kv_precision, "kv_precision")
+    _check_16bit(profile, str(kv_precision).lower(), "kv_precision", supported)
+    check_tensor_parallel(arch, tp)
     for name, value in (("hbm_fraction", hbm_fraction), ("elementwise_hbm_fraction", elementwise_hbm_fraction),
                         ("link_fraction", link_fraction), ("memory_fraction", memory_fraction)):
         if not (0 < value <= 1):
@@ -358,7 +397,6 @@ def build_model(
     f_mm = float(profile.achievable_matmul_fraction if matmul_fraction is None else matmul_fraction)
     if not (0 < f_mm <= 1):
         raise InputError("matmul_fraction", f"must be in (0, 1], got {matmul_fraction!r}")
-    cdt = compute_dtype(profile, w_prec)
     notes = []
     if cdt != w_prec and w_prec not in ("bf16", "fp16"):
         notes.append(f"{profile.name} has no dense {w_prec} peak: weight-only {w_prec}, GEMMs in {cdt}")
@@ -394,7 +432,7 @@ def smallest_fitting_tp(arch: Architecture, profile, tokens_per_sequence: float,
     """The smallest power-of-two TP degree whose devices hold the weights and the KV blocks of one
     sequence; :class:`InfeasibleError` saying by how much the largest one misses otherwise."""
     last = None
-    for t in tp_candidates(profile, max_tp):
+    for t in [t for t in tp_candidates(profile, max_tp) if tensor_parallel_ok(arch, t)]:
         m = build_model(arch, profile, tp=t, **kw)
         if m.max_batch(tokens_per_sequence) >= 1:
             return t

@@ -49,8 +49,8 @@ def layout_grid(arch: Architecture, n_devices: int, *, global_batch: int | None 
                 recomputes=RECOMPUTES, max_tp: int = 64, pipeline_engine: str = "megatron") -> dict[str, np.ndarray]:
     """Every candidate TP x PP x DP (x EP) x micro-batch x interleave x recompute x ZeRO, as flat arrays.
 
-    TP is a power-of-two divisor of the head count (<= ``max_tp``), PP a divisor of G with at most one
-    stage per layer, DP = G/(TP PP), EP a divisor of DP and of the expert count (MoE only). Sequence
+    TP is a power-of-two divisor of the head count and of the KV groups (<= ``max_tp``), PP a divisor of G
+    with at most one stage per layer, DP = G/(TP PP), EP a divisor of DP and of the expert count (MoE only). Sequence
     parallelism is on whenever TP > 1 (same TP traffic, less activation memory). With no
     ``global_batch`` each candidate takes the whole number of micro-batches closest to
     ``DEFAULT_BATCH_TOKENS``. With ``pipeline_engine="deepspeed"`` there is no interleaving and no
@@ -59,7 +59,10 @@ def layout_grid(arch: Architecture, n_devices: int, *, global_batch: int | None 
     if pipeline_engine == "deepspeed":
         interleaves = (1,)
     G = int(n_devices)
-    tps = [t for t in _divisors(G) if t <= max_tp and t & (t - 1) == 0 and arch.n_heads % t == 0]
+    # Megatron splits query heads and KV groups across TP ranks: both must divide (megatron/core/transformer/
+    # attention.py: divide(num_query_groups, tensor parallel size) asserts it); MLA has no KV groups to split.
+    tps = [t for t in _divisors(G) if t <= max_tp and t & (t - 1) == 0 and arch.n_heads % t == 0
+           and (arch.attention == "mla" or arch.n_kv_heads % t == 0)]
     pps = [p for p in _divisors(G) if p <= arch.n_layers]
     tp_pp_dp = [(t, p, G // (t * p)) for t in tps for p in pps if G % (t * p) == 0]
     rows = []

@@ -2,13 +2,17 @@
 
 * ``measure_cluster``: probes every device of the Ray cluster (retried once: a busy node can time out);
 * ``load_calibration``: the latest measured MFU / matmul rate for a profile from the calibration history;
-* ``fit_scaling_law``: fit (and bootstrap) a law to a runs CSV;
-* ``recommend_plan``: a :class:`~scaling_planner.planning.request.PlanRequest` -> plan (cached on its
-  inputs: the same request with the same calibration records plans once);
-* ``simulate_training``: a fixed (N, D, GPU, G) -> training estimate (cached on its inputs);
+* ``fit_scaling_law``: fit (and bootstrap) a law to a runs CSV (cached, below);
+* ``recommend_plan``: a :class:`~scaling_planner.planning.request.PlanRequest` -> plan (cached);
+* ``simulate_training``: a fixed (N, D, GPU, G) -> training estimate (cached);
 * ``size_ray_job``: the ``ray.train.ScalingConfig`` arguments, checked against the Ray cluster;
 * ``preflight_gate``: raises :class:`~scaling_planner.base.errors.GateRejectedError` when the job breaks a
   limit, so the flow run ends Failed with the reason in its message.
+
+The cached tasks keep a result for an hour (:data:`PLAN_CACHE_POLICY`), keyed on their inputs *and on the
+content of every file they read* (the law file, the runs CSV, the GPU's hardware profile, the calibration
+records or history) and the package version: a file rewritten in place under the same path is a new
+key, so a cached plan never outlives the data it was computed from.
 
 Each task publishes what it found as a Prefect artifact (markdown or table) when it runs inside a flow.
 prefect is imported here at module level (this module is an integration); ray, torch and pynvml only
@@ -17,10 +21,15 @@ inside the tasks that need them.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 from prefect import task
-from prefect.cache_policies import INPUTS, NO_CACHE
+from prefect.cache_policies import INPUTS, NO_CACHE, CachePolicy
+from prefect.utilities.hashing import hash_objects
 
 from .calibration.store import CalibrationRecord
 from .planning.request import PlanRequest
@@ -29,6 +38,84 @@ from .preflight.sizing import RayJobSize
 from .render import markdown
 
 PLAN_CACHE = timedelta(hours=1)
+
+
+def _file_digest(path: str | Path) -> str:
+    """sha256 of the file's bytes, or a marker naming why it could not be read (the task will then fail
+    on the same file, and a failed run is never cached)."""
+    try:
+        return hashlib.sha256(Path(path).expanduser().read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"unreadable {path}: {type(exc).__name__} {exc.errno}"
+
+
+def _profile_digest(gpu: Any) -> str:
+    """The content of the hardware profile ``gpu`` resolves to (its YAML file; a profile object without
+    a file: its fields)."""
+    from .base.errors import InputError
+    from .hardware.profiles import get_profile
+
+    try:
+        profile = get_profile(gpu)
+    except InputError as exc:
+        return f"no profile: {exc}"
+    if profile.path is not None:
+        return f"{profile.path}:{_file_digest(profile.path)}"
+    return hashlib.sha256(profile.model_dump_json().encode()).hexdigest()
+
+
+def _calibration_digest(calibration: Any, calibration_dir: Any) -> list[str] | str | None:
+    """The records a task plans with: each given record's JSON (``model_dump_json``), or for 'latest'
+    the name and bytes of every record file in the history directory (:mod:`.calibration.store`)."""
+    if calibration is None:
+        return None
+    if isinstance(calibration, str):
+        from .calibration.store import SUFFIX
+        from .calibration.store import calibration_dir as resolve_dir
+
+        d = resolve_dir(calibration_dir)
+        files = sorted(d.glob(f"*{SUFFIX}")) if d.is_dir() else []
+        return [f"{d}"] + [f"{f.name}:{_file_digest(f)}" for f in files]
+    records = [calibration] if isinstance(calibration, CalibrationRecord) else calibration
+    try:
+        return [r.model_dump_json() if isinstance(r, CalibrationRecord) else repr(r) for r in records]
+    except TypeError:
+        return repr(calibration)
+
+
+def content_digests(inputs: dict[str, Any]) -> dict[str, Any]:
+    """What a planning task reads besides its arguments, as digests: the package version, the law file,
+    the runs CSV, the GPU's hardware profile and the calibration records (``fit_scaling_law``,
+    ``recommend_plan``, ``simulate_training``)."""
+    from . import __version__
+
+    out: dict[str, Any] = {"scaling_planner": __version__}
+    for name in ("law_file", "runs_csv"):
+        if inputs.get(name):
+            out[name] = _file_digest(inputs[name])
+    request = inputs.get("request")
+    gpu = inputs.get("gpu", getattr(request, "gpu", None))
+    if gpu is not None:
+        out["profile"] = _profile_digest(gpu)
+    if request is not None:
+        out["calibration"] = _calibration_digest(request.calibration, request.calibration_dir)
+    elif inputs.get("calibration") is not None:
+        out["calibration"] = _calibration_digest(inputs["calibration"], None)
+    return out
+
+
+@dataclass
+class FileContents(CachePolicy):
+    """Cache key part: the content of every file the task reads and the package version
+    (:func:`content_digests`), so that a file rewritten in place under the same path misses the cache."""
+
+    def compute_key(self, task_ctx, inputs: dict[str, Any], flow_parameters: dict[str, Any],
+                    **kwargs: Any) -> str | None:
+        return hash_objects(content_digests(inputs or {}), raise_on_failure=True)
+
+
+PLAN_CACHE_POLICY = INPUTS + FileContents()
+"""The planning tasks' cache: their inputs (records included) plus :class:`FileContents`."""
 
 
 def _artifact_markdown(key: str, markdown: str, description: str) -> None:
@@ -67,14 +154,16 @@ def measure_cluster(ray_address: str | None = None, *, quick: bool = True, dtype
 
 @task(name="load-calibration", cache_policy=NO_CACHE)
 def load_calibration(profile: str, calibration_dir: str | None = None) -> list[CalibrationRecord]:
-    """The latest training (MFU) and probe records for ``profile``; an empty list when there are none."""
-    from .calibration.store import latest
+    """The calibration records of ``profile`` (training MFUs and probes, oldest first); an empty list when
+    there are none. The plan chooses among them (:func:`~scaling_planner.calibration.choice.resolve`: the
+    median of the recent ones that qualify), so one contended run does not steer it."""
+    from .calibration.store import history
 
-    found = [latest(profile, calibration_dir, source=s) for s in ("training", "probe")]
-    return [r for r in found if r is not None]
+    records, _ = history(calibration_dir, profile=profile)
+    return records
 
 
-@task(name="fit-scaling-law", cache_policy=INPUTS, cache_expiration=PLAN_CACHE)
+@task(name="fit-scaling-law", cache_policy=PLAN_CACHE_POLICY, cache_expiration=PLAN_CACHE)
 def fit_scaling_law(runs_csv: str, *, bootstrap: int = 0, budget_flops: float = 1e22, seed: int = 42) -> dict:
     """Fit E + A/N^alpha + B/D^beta to the runs in ``runs_csv``; the ``planner fit`` JSON document
     (also a law file for ``recommend_plan(law_file=...)``)."""
@@ -89,12 +178,13 @@ def fit_scaling_law(runs_csv: str, *, bootstrap: int = 0, budget_flops: float = 
     return fit_report(fit, budget_flops)
 
 
-@task(name="recommend-plan", cache_policy=INPUTS, cache_expiration=PLAN_CACHE)
+@task(name="recommend-plan", cache_policy=PLAN_CACHE_POLICY, cache_expiration=PLAN_CACHE)
 def recommend_plan(request: PlanRequest, *, law: str | None = None, law_file: str | None = None):
     """``scaling_planner.recommend`` for one :class:`~scaling_planner.planning.request.PlanRequest` (the
     fields of ``planner recommend``: ``PlanRequest(target_loss=2.0, gpu="a100-sxm-80gb")``). Calibration
     records in ``request.calibration`` (from ``load_calibration``) replace the profile's prior; the
-    plan's ``calibration`` section names them. Cached on the inputs, records included."""
+    plan's ``calibration`` section names them. Cached on the inputs, records included, and on the content
+    of the law file, profile and calibration history read (:data:`PLAN_CACHE_POLICY`)."""
     from .laws.presets import resolve_law
     from .planning.recommend import recommend
 
@@ -103,7 +193,7 @@ def recommend_plan(request: PlanRequest, *, law: str | None = None, law_file: st
     return plan
 
 
-@task(name="simulate-training", cache_policy=INPUTS, cache_expiration=PLAN_CACHE)
+@task(name="simulate-training", cache_policy=PLAN_CACHE_POLICY, cache_expiration=PLAN_CACHE)
 def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
                       calibration: list[CalibrationRecord] | None = None, arch: dict | None = None,
                       seq_len: int | None = None, global_batch: int | None = None,
@@ -125,8 +215,8 @@ def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
     else:
         shape = shape_for_params(params, **({"seq_len": seq_len} if seq_len else {}))
     measured = use.simulator_inputs() if use else {}
-    if use and use.training_record is not None:
-        measured["measured_source"] = f"calibration record {use.training_record}"
+    if use and use.measured_source() is not None:
+        measured["measured_source"] = use.measured_source()
     result = _simulate(shape, tokens, profile, gpus, params=params, global_batch=global_batch, precision=precision,
                        price_usd_per_device_hour=price_usd_per_device_hour, **measured, top=0, efficiency=efficiency)
     if use:
@@ -147,8 +237,9 @@ def size_ray_job(workers: int, *, ray_address: str | None = None, use_gpu: bool 
     from .preflight.sizing import size_ray_job as _size
 
     with ray_session(ray_address):
-        resources, nodes = ray.cluster_resources(), ray.nodes()
-    size = _size(workers, cluster_resources=resources, nodes=nodes, use_gpu=use_gpu, cpus_per_worker=cpus_per_worker,
+        resources, available, nodes = ray.cluster_resources(), ray.available_resources(), ray.nodes()
+    size = _size(workers, cluster_resources=resources, available_resources=available, nodes=nodes, use_gpu=use_gpu,
+                 cpus_per_worker=cpus_per_worker,
                  accelerator_type=accelerator_type, devices_per_node=devices_per_node,
                  placement_strategy=placement_strategy)
     _artifact_table("ray-job-size", [{"argument": k, "value": str(v)} for k, v in size.scaling_config_kwargs().items()],
@@ -158,11 +249,14 @@ def size_ray_job(workers: int, *, ray_address: str | None = None, use_gpu: bool 
 
 @task(name="preflight-gate", cache_policy=NO_CACHE)
 def preflight_gate(plan=None, limits: GateLimits | None = None, *, measured_mfu: float | None = None,
-                   mfu_source: str | None = None, infeasible_reason: str | None = None) -> GateDecision:
-    """Pass, or raise GateRejectedError naming every limit the job breaks and by how much."""
+                   mfu_source: str | None = None, infeasible_reason: str | None = None,
+                   devices_measured: int | None = None, devices_ok: int | None = None) -> GateDecision:
+    """Pass, or raise GateRejectedError naming every limit the job breaks and by how much (a measurement
+    with too few usable devices among them)."""
     from .preflight.gate import enforce, evaluate
 
     decision = evaluate(plan, limits, measured_mfu=measured_mfu, mfu_source=mfu_source,
-                        infeasible_reason=infeasible_reason)
+                        infeasible_reason=infeasible_reason, devices_measured=devices_measured,
+                        devices_ok=devices_ok)
     _artifact_markdown("preflight-gate", markdown.gate_markdown(decision), "the pre-flight decision")
     return enforce(decision)

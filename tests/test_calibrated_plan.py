@@ -1,5 +1,7 @@
 """Plans from the calibration history: the measured MFU and matmul rate change the plan, and the plan
-names the records it used (issue 6); a missing or unusable history is said, never fatal."""
+names the records it used (issue 6). Records given directly that cannot be used are said and the plan
+keeps the profile's defaults; --calibrated / calibration='latest' with a missing or unusable history is
+an InputError that says why (more in test_calibration_history.py)."""
 
 import json
 
@@ -70,44 +72,65 @@ def test_probe_record_replaces_the_matmul_prior(tmp_path, base):
     assert fast.training.mfu > base.training.mfu
 
 
-def test_newest_record_of_each_kind_wins(tmp_path):
+def test_a_record_measured_long_before_the_newest_is_not_in_the_median(tmp_path):
     old, new = training(0.30, created_at="2025-01-01T00:00:00.000000Z"), training(0.25)
     cal.append(new, tmp_path)
-    cal.append(old, tmp_path)  # written later, measured earlier
+    cal.append(old, tmp_path)  # written later, measured earlier (more than 30 days before the newest)
     p = recommend(LAW, calibration="latest", calibration_dir=tmp_path, **ASK)
     assert p.calibration.training_record == new.id and p.training.mfu_steady_state == pytest.approx(0.25)
+    assert p.calibration.training_records == [new.id]
+    assert any("1 older qualifying training record" in n for n in p.calibration.notes)
 
 
 def test_probe_of_another_dtype_is_not_used_and_said(tmp_path, base):
     fp32 = probe(50.0, dtype="fp32")
-    cal.append(fp32, tmp_path)
-    p = recommend(LAW, calibration="latest", calibration_dir=tmp_path, **ASK)
+    p = recommend(LAW, calibration=[fp32], **ASK)  # given records: said, and the profile's defaults kept
     assert p.calibration.probe_record is None and p.calibration.used == []
     assert any(fp32.id in n and "fp32" in n and "bf16" in n for n in p.calibration.notes)
     assert p.training.mfu == pytest.approx(base.training.mfu, rel=1e-12)
     assert p.training.mfu_provenance == "profile default"
+    cal.append(fp32, tmp_path)  # asked for by --calibrated: an error that says why
+    with pytest.raises(InputError, match="1 probe record.s. of another dtype than bf16") as info:
+        recommend(LAW, calibration="latest", calibration_dir=tmp_path, **ASK)
+    assert info.value.field == "calibration" and str(tmp_path) in str(info.value)
 
 
 def test_training_record_of_another_precision_is_not_used(tmp_path, base):
     rec = training(0.5, dtype="fp32")
-    cal.append(rec, tmp_path)
-    p = recommend(LAW, calibration="latest", calibration_dir=tmp_path, **ASK)
+    p = recommend(LAW, calibration=[rec], **ASK)
     assert p.training.mfu == pytest.approx(base.training.mfu, rel=1e-12)
     assert any(rec.id in n and "fp32" in n for n in p.calibration.notes)
+    cal.append(rec, tmp_path)
+    with pytest.raises(InputError, match="1 training record.s. of another precision than bf16") as info:
+        recommend(LAW, calibration="latest", calibration_dir=tmp_path, **ASK)
+    assert info.value.field == "calibration"
 
 
-@pytest.mark.parametrize("setup", ["missing", "empty", "other profile"])
-def test_no_calibration_found_plans_with_profile_defaults(tmp_path, base, setup):
+@pytest.mark.parametrize(("setup", "field", "said"), [
+    ("missing", "calibration_dir", "does not exist"),
+    ("empty", "calibration", "0 record(s) read, 0 for h100-sxm"),
+    ("other profile", "calibration", "1 record(s) read, 0 for h100-sxm, none qualified (none is for h100-sxm"),
+])
+def test_latest_without_a_usable_record_is_an_error_that_says_why(tmp_path, setup, field, said):
+    """--calibrated used to plan silently with the profile's defaults ("no calibration found ...")."""
     d = tmp_path / "history"
     if setup != "missing":
         d.mkdir()
     if setup == "other profile":
         cal.append(training(0.2, profile="a100-sxm-80gb"), d)
-    p = recommend(LAW, calibration="latest", calibration_dir=d, **ASK)
+    with pytest.raises(InputError) as info:
+        recommend(LAW, calibration="latest", calibration_dir=d, **ASK)
+    assert info.value.field == field and said in info.value.problem and str(d) in info.value.problem
+    assert "\n" not in str(info.value)
+
+
+def test_no_records_given_plans_with_profile_defaults(base):
+    """The pre-flight flow loads records itself and may find none: a list plans with the defaults."""
+    p = recommend(LAW, calibration=[], **ASK)
     assert p.training.mfu == pytest.approx(base.training.mfu, rel=1e-12)
     assert p.training.cost_usd == pytest.approx(base.training.cost_usd, rel=1e-12)
     assert p.calibration.used == [] and p.calibration.training_record is None
-    assert f"no calibration found for h100-sxm in {d}" in p.calibration.notes[0]
+    assert "no calibration found for h100-sxm among the records given" in p.calibration.notes[0]
     assert any("no calibration found" in n for n in p.notes)
 
 
@@ -180,9 +203,10 @@ def test_cli_recommend_calibrated_names_the_record(tmp_path):
 
 
 def test_cli_recommend_without_history(tmp_path):
-    code, out, _ = run("recommend", "--target-loss", "2.0", "--calibrated", "--calibration-dir",
+    code, out, err = run("recommend", "--target-loss", "2.0", "--calibrated", "--calibration-dir",
                          str(tmp_path / "none"))
-    assert code == 0 and "no calibration found for h100-sxm" in out
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "calibration_dir" in err and str(tmp_path / "none") in err and "does not exist" in err
 
 
 def test_cli_simulate_calibrated(tmp_path):
@@ -200,8 +224,9 @@ def test_cli_simulate_calibrated(tmp_path):
     assert doc["training"]["step_time_s"] == pytest.approx(
         tuned["step_time_s"] * tuned["mfu_steady_state"] / 0.3, rel=1e-9)
     assert base["training"]["gpu_hours"] > tuned["gpu_hours"]
-    code, out, _ = run(*argv[:-1], "--calibrated", "--calibration-dir", str(tmp_path / "none"))
-    assert code == 0 and "no calibration found for h100-sxm" in out
+    code, out, err = run(*argv[:-1], "--calibrated", "--calibration-dir", str(tmp_path / "none"))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "calibration_dir" in err and str(tmp_path / "none") in err
 
 
 @pytest.mark.parametrize("argv", [

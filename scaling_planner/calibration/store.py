@@ -2,8 +2,15 @@
 
 An append-only history: one JSON file per record in a directory, each written atomically (temporary
 file + ``os.replace``) under a name that is never reused, so an interrupted write leaves no half file
-and no record is ever overwritten. The planner asks for the latest record of a hardware profile
-(``latest``) and says which one it used.
+and no record is ever overwritten. A record file is created as any file the user writes (mode 0666
+less the umask: 0644 under umask 022), so a team directory is readable by the others. The planner
+chooses the records a plan uses from the history (:mod:`.choice`) and says which ones it used.
+
+Each record carries ``schema_version`` (:data:`SCHEMA_VERSION`; a file without it is version 1). The
+reader (``history``) never fails on one file: a damaged file, or one written by a newer planner (a
+``schema_version`` above this one's), is skipped and reported. A temporary file left by a killed writer
+(``.<name>.json.<random>.tmp``) is never read as a record; one older than :data:`STALE_TMP_S` is removed
+(a younger one may be a write in progress).
 
 Two sources feed it:
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,12 +37,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..base.errors import InputError
-from ..base.io import write_json_atomic
+from ..base.io import TMP_SUFFIX, write_text_atomic
 from ..base.units import TERA
 
 ENV_VAR = "SCALING_PLANNER_CALIBRATION_DIR"
 DEFAULT_DIR = Path("~/.scaling-planner/calibration")
 SUFFIX = ".json"
+SCHEMA_VERSION = 1
+"""The record format this planner writes and reads; a file without ``schema_version`` is version 1."""
+STALE_TMP_S = 600.0
+"""A temporary file older than this (seconds) is an interrupted write's orphan, removed by ``history``."""
+TMP_GLOB = f".*{SUFFIX}.*{TMP_SUFFIX}"
+"""The temporary files of a record being written (``.<name>.json.<random>.tmp``, base.io's atomic write,
+which creates the record with mode 0666 less the umask: 0644 under umask 022)."""
 
 
 class CalibrationRecord(BaseModel):
@@ -42,6 +57,8 @@ class CalibrationRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    schema_version: int = Field(SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION,
+                                description="the record format (a file without it is version 1)")
     id: str
     created_at: str = Field(description="UTC ISO 8601")
     profile: str = Field(description="hardware profile the measured devices map to")
@@ -103,22 +120,73 @@ def append(record: CalibrationRecord, directory: str | Path | None = None) -> Pa
     path = d / f"{stamp}-{record.id}{SUFFIX}"
     if path.exists():
         raise InputError("id", f"record {record.id} already exists in {d}")
-    return write_json_atomic(path, record.model_dump(mode="json"))
+    return write_text_atomic(path, json.dumps(record.model_dump(mode="json"), indent=2, allow_nan=False) + "\n",
+                             field="calibration_dir")
+
+
+def _clean_stale_tmp(d: Path, problems: list[str], stale_s: float = STALE_TMP_S) -> None:
+    """Remove the temporary files of interrupted writes (a writer killed between create and rename)
+    older than ``stale_s``; each removal, or failure to remove, is one line in ``problems``."""
+    now = time.time()
+    for tmp in sorted(d.glob(TMP_GLOB)):
+        try:
+            age_s = now - tmp.stat().st_mtime
+        except OSError:
+            continue  # renamed or removed meanwhile: a write that finished
+        if age_s < stale_s:
+            continue  # perhaps a write in progress
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            problems.append(f"{tmp.name}: stale temporary file of an interrupted write, not removed "
+                            f"({exc.strerror or exc})")
+            continue
+        problems.append(f"{tmp.name}: stale temporary file of an interrupted write ({age_s / 60:.0f} min old), "
+                        "removed")
+
+
+class _NewerSchemaError(ValueError):
+    """A record file of a newer format than this planner reads."""
+
+    def __init__(self, version: int):
+        self.version = version
+        super().__init__(f"schema version {version}")
+
+
+def read_record(path: Path) -> CalibrationRecord:
+    """One record file. Raises OSError, ValueError (not JSON, or a newer ``schema_version``: the
+    message says which), TypeError or ValidationError."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise TypeError("not a JSON object")
+    version = data.get("schema_version", 1)
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise _NewerSchemaError(version)
+    return CalibrationRecord(**data)
 
 
 def history(directory: str | Path | None = None, *, profile: str | None = None,
             source: str | None = None) -> tuple[list[CalibrationRecord], list[str]]:
     """All readable records, oldest first, and one line per file that could not be read.
 
-    A damaged file is reported, not deleted and not fatal: the history is never lost.
+    A damaged file, or one of a newer ``schema_version``, is reported, not deleted and not fatal:
+    the history is never lost. Temporary files are never read; stale ones are removed
+    (module docstring).
     """
     d = calibration_dir(directory)
     if not d.is_dir():
         return [], []
     records, problems = [], []
+    _clean_stale_tmp(d, problems)
     for path in sorted(d.glob(f"*{SUFFIX}")):
         try:
-            rec = CalibrationRecord(**json.loads(path.read_text()))
+            rec = read_record(path)
+        except _NewerSchemaError as exc:
+            problems.append(f"{path.name}: skipped, schema version {exc.version} is newer than this planner reads "
+                            f"({SCHEMA_VERSION}; upgrade scaling-planner to use it)")
+            continue
         except (OSError, ValueError, TypeError, ValidationError) as exc:
             problems.append(f"{path.name}: unreadable ({type(exc).__name__})")
             continue

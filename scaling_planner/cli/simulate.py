@@ -43,8 +43,10 @@ def register(subparsers) -> None:
     parser.add_argument("--measured-tflops", type=positive("measured-tflops"), metavar="TFLOPS",
                         help="a measured large-GEMM bf16 TFLOP/s per device that replaces the profile's prior")
     parser.add_argument("--calibrated", action="store_true",
-                        help="use the newest measured MFU (training record, same precision) and bf16 matmul FLOP/s "
-                             "(probe record) of the profile in the calibration history; explicit --measured-* win")
+                        help="use the measured MFU (training records, same precision) and bf16 matmul FLOP/s "
+                             "(probe records) of the profile in the calibration history: the median of the newest "
+                             "(up to 5, within 30 days of the newest); an error when none is usable; explicit "
+                             "--measured-* win")
     parser.add_argument("--calibration-dir", metavar="DIR",
                         help="calibration history directory for --calibrated (default "
                              "$SCALING_PLANNER_CALIBRATION_DIR, else ~/.scaling-planner/calibration)")
@@ -99,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
             arch = shape_for_params(args.params, **kw)
     else:
         raise InputError("params", "give --params N or --arch NAME")
+    if args.global_batch is not None and args.global_batch * arch.seq_len > args.tokens:
+        raise InputError("global-batch", f"{args.global_batch:,} sequences of {arch.seq_len:,} tokens is "
+                                         f"{args.global_batch * arch.seq_len:.3g} tokens a step, more than the "
+                                         f"{args.tokens:.3g} training tokens (less than one step); lower "
+                                         "--global-batch or raise --tokens")
     if args.measured_mfu is not None and args.measured_mfu > 1:
         raise InputError("measured-mfu", f"must be a fraction in (0, 1], got {args.measured_mfu:g}")
     overlap = DEFAULT_DP_OVERLAP if args.dp_overlap is None else args.dp_overlap
@@ -108,16 +115,22 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("calibration-dir", "only read with --calibrated")
     mfu = args.measured_mfu
     matmul = None if args.measured_tflops is None else args.measured_tflops * TERA
+    if matmul is not None:
+        from ..simulate.efficiency import check_measured_matmul
+
+        check_measured_matmul(profile, matmul, "measured-tflops")
     measured = {"measured_mfu": mfu, "measured_matmul_flops_per_s": matmul}
     use = None
     if args.calibrated:
         from ..calibration.choice import resolve
 
+        # InputError (calibration / calibration_dir) when the history has no usable record: --calibrated
+        # never plans silently with the defaults
         use = resolve("latest", args.calibration_dir, profile.name, args.precision, explicit_mfu=mfu,
                       explicit_matmul_flops_per_s=matmul)
         measured = use.simulator_inputs(mfu, matmul)
-        if mfu is None and use.training_record is not None:
-            measured["measured_source"] = f"calibration record {use.training_record}"
+        if mfu is None and use.measured_source() is not None:
+            measured["measured_source"] = use.measured_source()
     result = simulate_training(
         arch, args.tokens, profile, args.gpus, params=args.params, global_batch=args.global_batch,
         precision=args.precision, price_usd_per_device_hour=args.price, **measured,

@@ -68,8 +68,11 @@ def preflight(request: PreflightRequest | None = None) -> PreflightResult:
         except InfeasibleError as exc:
             infeasible = str(exc)
         mfu, mfu_source = gate_mfu(calibration, gpu)  # the record the plan itself would use, or none
+        totals = measurement.totals if measurement is not None else None
         gate = tasks.preflight_gate(plan, req.limits, measured_mfu=mfu, mfu_source=mfu_source,
-                                    infeasible_reason=infeasible)
+                                    infeasible_reason=infeasible,
+                                    devices_measured=totals.devices if totals is not None else None,
+                                    devices_ok=totals.devices_ok if totals is not None else None)
         job, job_note = None, None
         if req.size_job and on_cluster and plan is not None:
             workers = int(plan.training.gpus)

@@ -26,8 +26,9 @@ class Hardware(NamedTuple):
 
 def resolve_hardware(request) -> Hardware:
     """The :class:`Hardware` of a validated :class:`~.request.PlanRequest`. Raises InputError for an
-    unknown profile, a GPU count that is neither within a node nor whole nodes, or bad calibration
-    records; the MFU the simulator uses is the explicit ``mfu``, else the calibrated one."""
+    unknown profile, a GPU count that is neither within a node nor whole nodes, bad calibration
+    records, or ``calibration='latest'`` with no usable record; the MFU the simulator uses is the explicit
+    ``mfu``, else the calibrated one (the median of the recent qualifying records)."""
     if request.gpu is None:
         return Hardware(None, None, None, [])
     from ..simulate.training.estimate import device_domain
@@ -38,11 +39,11 @@ def resolve_hardware(request) -> Hardware:
     if request.calibration is None:
         return Hardware(profile, Simulator(profile, request.price_usd_per_device_hour, request.mfu, PRECISION,
                                            efficiency=request.efficiency), None, [])
+    # 'latest' with no usable record raises InputError (calibration / calibration_dir); given records
+    # that are all unusable plan with the profile's defaults and say so (calibration.choice)
     use = resolve(request.calibration, request.calibration_dir, profile.name, PRECISION, explicit_mfu=request.mfu)
     measured = use.simulator_inputs(mfu=request.mfu)
-    source = None
-    if request.mfu is None and use.training_record is not None:
-        source = f"calibration record {use.training_record}"
+    source = use.measured_source() if request.mfu is None else None
     return Hardware(profile, Simulator(profile, request.price_usd_per_device_hour, measured["measured_mfu"], PRECISION,
                                        measured["measured_matmul_flops_per_s"], efficiency=request.efficiency,
                                        measured_source=source), use, use.plan_notes())

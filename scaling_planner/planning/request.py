@@ -109,9 +109,10 @@ class PlanRequest(BaseModel):
         "realised", "realised: what published runs really spent end to end, with a P10-P90 band; tuned: a tuned "
         "Megatron-class stack in steady state (plus failures)")
     calibration: Any = option(
-        None, "plan with the newest measured MFU (training record) and bf16 matmul FLOP/s (probe record) of the "
-        "GPU profile in the calibration history; the plan names the records used (API: 'latest', "
-        "or CalibrationRecords)", flag="--calibrated", store="latest")
+        None, "plan with the measured MFU (training records) and bf16 matmul FLOP/s (probe records) of the GPU "
+        "profile in the calibration history: the median of the newest 5 that qualify within 30 days; the plan "
+        "names the records used; an error when the history has none (API: 'latest', or CalibrationRecords)",
+        flag="--calibrated", store="latest")
     calibration_dir: str | Path | None = option(
         None, "calibration history directory (default $SCALING_PLANNER_CALIBRATION_DIR, else "
         "~/.scaling-planner/calibration)", metavar="DIR")

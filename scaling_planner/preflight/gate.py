@@ -38,6 +38,10 @@ class GateLimits(BaseModel):
     min_mfu: float | None = Field(None, gt=0, le=1, description="floor on the measured MFU of a real training step")
     max_gpus: int | None = Field(None, ge=1, description="most devices the job may use")
     require_measured_mfu: bool = Field(False, description="reject when no MFU was measured on this cluster")
+    min_measured_share: float = Field(
+        0.5, ge=0, le=1, description="reject a measurement of the cluster in which fewer than this share of the "
+                                     "devices reported a usable result (one with no usable device is always "
+                                     "rejected)")
     max_overrun_probability: float | None = Field(
         None, gt=0, lt=1, description="reject when the chance of overrunning max_cost_usd or deadline_days "
                                       "exceeds this (default: reject when the P50 overruns)")
@@ -128,14 +132,29 @@ def _days(x: float) -> str:
 
 
 def evaluate(plan=None, limits: GateLimits | None = None, *, measured_mfu: float | None = None,
-             mfu_source: str | None = None, infeasible_reason: str | None = None) -> GateDecision:
+             mfu_source: str | None = None, infeasible_reason: str | None = None,
+             devices_measured: int | None = None, devices_ok: int | None = None) -> GateDecision:
     """Check ``plan`` against ``limits``; ``infeasible_reason`` is the simulator's message when no
-    layout fits (then the plan may be None)."""
+    layout fits (then the plan may be None). ``devices_measured`` / ``devices_ok``: the measurement of
+    the cluster the job will run on, when there was one (a measurement in which no device, or fewer than
+    ``min_measured_share`` of them, reported a usable result is a violation: the cluster is not fit to
+    train on, whatever the plan says)."""
     limits = limits or GateLimits()
     violations: list[GateViolation] = []
     checked: list[str] = []
     notes: list[str] = []
     cost, days, gpus = _training_figures(plan) if plan is not None else (None, None, None)
+
+    if devices_measured is not None:
+        checked.append("measurement")
+        ok = devices_ok or 0
+        share = ok / devices_measured if devices_measured else 0.0
+        if ok == 0 or share < limits.min_measured_share:
+            violations.append(GateViolation(
+                limit="measurement", allowed=limits.min_measured_share, predicted=share,
+                message=(f"the measurement of the cluster found {ok} of {devices_measured} devices usable"
+                         + (" (none: every probe failed or timed out)" if ok == 0 else
+                            f", below min_measured_share {limits.min_measured_share:.0%}"))))
 
     checked.append("memory")
     if infeasible_reason:

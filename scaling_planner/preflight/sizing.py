@@ -75,9 +75,12 @@ def _alive_node_resources(nodes: Sequence[Mapping] | None) -> list[dict[str, flo
 
 def size_ray_job(workers: int, *, cluster_resources: Mapping[str, float], nodes: Sequence[Mapping] | None = None,
                  use_gpu: bool = True, cpus_per_worker: float = 1.0, accelerator_type: str | None = None,
-                 devices_per_node: int | None = None, placement_strategy: str | None = None) -> RayJobSize:
+                 devices_per_node: int | None = None, placement_strategy: str | None = None,
+                 available_resources: Mapping[str, float] | None = None) -> RayJobSize:
     """ScalingConfig arguments for ``workers`` ranks, checked against ``cluster_resources``
-    (``ray.cluster_resources()``) and, when given, the alive nodes of ``ray.nodes()``.
+    (``ray.cluster_resources()``), what is free now (``ray.available_resources()``, when given: a job
+    that fits the cluster but not what other work leaves free would wait for it without end) and, when
+    given, the alive nodes of ``ray.nodes()``.
 
     Raises InfeasibleError, saying what is short and by how much, when the cluster cannot hold the job.
     """
@@ -105,6 +108,14 @@ def size_ray_job(workers: int, *, cluster_resources: Mapping[str, float], nodes:
         if need > avail + 1e-9:
             raise InfeasibleError(f"the job needs {need:g} {key} ({workers} workers x {per_worker[key]:g}) "
                                   f"but the Ray cluster has {avail:g}: short by {need - avail:g}")
+    if available_resources is not None:
+        for key, need in total.items():
+            free = float(available_resources.get(key, 0.0))
+            if need > free + 1e-9:
+                raise InfeasibleError(
+                    f"the job needs {need:g} {key} ({workers} workers x {per_worker[key]:g}) but only {free:g} of "
+                    f"the cluster's {have.get(key, 0.0):g} are free now (other work holds the rest); it would wait "
+                    "for them without end: free them, or ask for fewer workers")
     largest = max(node_res, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)), default={})
     per_node_slots = None
     if node_res:

@@ -110,3 +110,25 @@ def test_ready_to_deploy_with_the_request_form():
     assert deployment.name == "preflight-test"
     assert "request" in deployment._parameter_openapi_schema.properties
     assert PreflightRequest(**deployment.parameters["request"]).target_loss == 2.1
+
+
+def test_script_gives_the_embedded_server_time_and_one_line_when_it_does_not_start():
+    """Issue 16 item 12: on a busy machine Prefect's embedded server missed its 20 s start-up limit and the
+    main job died with a traceback. The flows now give it 120 s unless the user set the limit, and a start
+    that still fails is one line that says what to do (here forced with a 0 s limit the user set)."""
+    from scaling_planner.flows.common import STARTUP_TIMEOUT_ENV, STARTUP_TIMEOUT_S, quiet_environment
+
+    proc = _script("--no-measure", "--no-size-job", "--gpu", "h100-sxm", env_extra={STARTUP_TIMEOUT_ENV: "0"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "error" in ln.lower()]
+    assert len(errors) == 1 and "did not start within 0 s" in errors[0] and STARTUP_TIMEOUT_ENV in errors[0]
+    import os
+
+    saved = os.environ.pop(STARTUP_TIMEOUT_ENV, None)
+    try:
+        quiet_environment()
+        assert os.environ[STARTUP_TIMEOUT_ENV] == str(STARTUP_TIMEOUT_S)  # the default the flows set
+    finally:
+        os.environ.pop(STARTUP_TIMEOUT_ENV, None)
+        if saved is not None:
+            os.environ[STARTUP_TIMEOUT_ENV] = saved

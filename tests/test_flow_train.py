@@ -76,6 +76,47 @@ def test_killed_worker_fails_clearly_and_writes_no_calibration(prefect_harness, 
     killer.join(timeout=5)
     assert state.is_failed()
     assert "training on Ray failed (2 workers)" in state.message
+    # the root cause, not just "WorkerGroupError: Training failed due to worker errors:" (issue 16 item 3)
+    assert "worker rank" in state.message and "Training failed due to worker errors:" not in state.message
     records, problems = history(calibration_dir)
     assert records == [] and problems == []
     assert not calibration_dir.exists() or not any(calibration_dir.iterdir())  # not even a temporary file
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie still answers kill(0): read its state
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_time_limit_stops_the_job_and_the_flow_fails_with_the_reason(prefect_harness, calibration_dir, tmp_path):
+    """Issue 16 item 1: TrainRequest(timeout_s=...) ran on for minutes because a Prefect task timeout cannot
+    interrupt a thread blocked in Ray; now the Ray job is stopped at the limit, its worker dies, the flow run
+    fails saying so, and no calibration record is written."""
+    import glob
+    import tempfile
+
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "scaling-planner-train-*")))
+    req = TrainRequest(**TINY, tokens=8 * 64 * 10_000_000, timeout_s=20, pid_dir=str(pid_dir), limits=GateLimits())
+    t0 = time.monotonic()
+    state = train(req, return_state=True)
+    elapsed = time.monotonic() - t0
+    assert state.is_failed() and "time limit of 20 s" in state.message and "stopped" in state.message
+    assert elapsed < 20 + 120  # the limit, plus the pre-flight and Ray's start: not the job's hours
+    pid = int((pid_dir / "rank0.pid").read_text())
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _alive(pid), "the training worker outlived the time limit"
+    assert history(calibration_dir)[0] == []
+    after = set(glob.glob(os.path.join(tempfile.gettempdir(), "scaling-planner-train-*")))
+    assert after <= before  # issue 16 item 3: the job's own storage directory is removed

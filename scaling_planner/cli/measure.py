@@ -1,6 +1,8 @@
 """``planner measure``: probe every GPU (or GPU-less node's CPU) of a Ray cluster.
 
-Runs :func:`scaling_planner.measure.cluster.measure_cluster`: uses ``--ray-address`` (``auto``,
+Runs :func:`scaling_planner.measure.cluster.measure_cluster` in a child process
+(:mod:`scaling_planner.measure.isolated`: a driver whose Ray head dies is ended by Ray itself; the CLI
+then still prints what had reported and one line, exit 4): uses ``--ray-address`` (``auto``,
 ``HOST:PORT`` or ``ray://HOST:PORT``) or starts a local Ray instance, and prints one row per device
 (achieved matmul rate per dtype with its fraction of the profile's dense peak, copy bandwidth,
 status), the cluster totals, stragglers and what did not report. ``--json`` prints the
@@ -18,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import bounded, print_json, table
+from .common import bounded, print_json, stdout_to_stderr, table
 
 DTYPE_ORDER = ("fp8", "bf16", "fp16", "tf32", "fp32", "fp64")
 
@@ -101,12 +103,18 @@ class _Bar:
 
 def run(args: argparse.Namespace) -> int:
     from ..base.errors import MeasurementError
-    from ..measure.cluster import measure_cluster
+    from ..measure.isolated import measure_isolated
 
     bar = _Bar()
     try:
-        m = measure_cluster(ray_address=args.ray_address, dtypes=args.dtypes, quick=args.quick,
-                            probe_timeout_s=args.timeout, straggler_margin=args.straggler_margin, progress=bar)
+        with stdout_to_stderr():  # nothing printed while measuring is ours to put on stdout
+            m = measure_isolated(ray_address=args.ray_address, dtypes=args.dtypes, quick=args.quick,
+                                 probe_timeout_s=args.timeout, straggler_margin=args.straggler_margin, progress=bar)
+    except MeasurementError as exc:
+        partial = getattr(exc, "partial", None)
+        if partial is not None:  # the cluster was lost: what had reported, then the one-line reason
+            print_json(partial) if args.json else print(render(partial))
+        raise
     finally:
         bar.close()
     saved = _save(m, args.calibration_dir) if args.save else None

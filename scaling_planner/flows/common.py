@@ -12,11 +12,26 @@ import logging
 import os
 
 QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+# Prefect's embedded server gets 20 s to start by default: a busy 2-core machine needs more. A user's own
+# setting wins (it is only a default).
+STARTUP_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+STARTUP_TIMEOUT_S = 120
+EPHEMERAL_TIMEOUT_MESSAGE = "Timed out while attempting to connect to ephemeral Prefect API server"
 
 
 def quiet_environment() -> None:
-    for key, value in QUIET_ENV.items():
+    """Nothing sent anywhere, and time for the embedded Prefect server to start (a user's settings win)."""
+    for key, value in {**QUIET_ENV, STARTUP_TIMEOUT_ENV: str(STARTUP_TIMEOUT_S)}.items():
         os.environ.setdefault(key, value)
+
+
+def server_start_failure(exc: BaseException) -> str | None:
+    """One line for Prefect's embedded server not starting in time, or None for any other error."""
+    if EPHEMERAL_TIMEOUT_MESSAGE not in str(exc):
+        return None
+    limit = os.environ.get(STARTUP_TIMEOUT_ENV, str(STARTUP_TIMEOUT_S))
+    return (f"Prefect's embedded server did not start within {limit} s (a busy machine?): raise "
+            f"{STARTUP_TIMEOUT_ENV}, or run `prefect server start` and set PREFECT_API_URL to it")
 
 
 class _HidePlannerTracebacks(logging.Filter):
@@ -61,5 +76,11 @@ def run_script(name: str, build_request, run, summary) -> int:
     except PlannerError as exc:
         print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except RuntimeError as exc:
+        line = server_start_failure(exc)
+        if line is None:
+            raise
+        print(f"{name}: error: {line}", file=sys.stderr)
+        return 1
     print("\n".join(summary(result)))
     return 0

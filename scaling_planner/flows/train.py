@@ -56,7 +56,8 @@ class TrainRequest(BaseModel):
                                         "$SCALING_PLANNER_CALIBRATION_DIR, else ~/.scaling-planner/calibration)")
     save_calibration: bool = Field(True, description="append the measured MFU to the calibration history")
     max_failures: int = Field(0, ge=0, description="Ray Train retries after a worker dies")
-    timeout_s: float = Field(1800, gt=0, description="the training task's time limit (seconds)")
+    timeout_s: float = Field(1800, gt=0, description="the training job's time limit (seconds): past it the Ray job "
+                                                      "is stopped and the flow run fails with the reason")
     pid_dir: str | None = Field(None, description="each worker writes its PID here (operators and tests)")
 
 
@@ -94,7 +95,7 @@ def run_training(config_fields: dict, job, req: TrainRequest, peak_flops_per_s: 
                         lr=req.lr, seed=req.seed, corpus=req.corpus, dtype=req.dtype,
                         threads_per_worker=req.threads_per_worker, profile=None,
                         peak_flops_per_s=peak_flops_per_s, peak_source=peak_source, storage_dir=req.storage_dir,
-                        max_failures=req.max_failures, pid_dir=req.pid_dir)
+                        max_failures=req.max_failures, pid_dir=req.pid_dir, timeout_s=req.timeout_s)
 
 
 @task(name="record-mfu", cache_policy=NO_CACHE)
@@ -142,8 +143,7 @@ def train(request: TrainRequest | None = None) -> TrainFlowResult:
         if pre.job is None:
             raise RuntimeError(f"the pre-flight did not size a job on this cluster: {pre.job_note}")
         peak, peak_source = device_peak(pre.gpu, req.dtype, pre.job.use_gpu, req.threads_per_worker)
-        result = run_training.with_options(timeout_seconds=req.timeout_s)(
-            config.model_dump(), pre.job, req, peak, peak_source)
+        result = run_training(config.model_dump(), pre.job, req, peak, peak_source)  # stopped past req.timeout_s
     rec_id = rec_file = None
     if req.save_calibration and result.mfu.mfu is not None:
         rec, rec_file = record_mfu(result.mfu, pre.gpu, req.calibration_dir,

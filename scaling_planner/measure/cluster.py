@@ -283,7 +283,7 @@ def _pg_ready(w: _Work) -> bool:
 
 
 def _collect(ray: Any, work: list[_Work], nodes: dict[str, NodeMeasurement], timeout_s: float,
-             progress: Progress | None) -> set[str]:
+             progress: Progress | None, report=None) -> set[str]:
     """Wait for every task until the deadline; fill ``w.result``. Returns the ids of nodes that died."""
     pending = {w.ref: w for w in work}
     total, done = len(work), 0
@@ -295,6 +295,8 @@ def _collect(ray: Any, work: list[_Work], nodes: dict[str, NodeMeasurement], tim
         w.result = result
         pending.pop(w.ref, None)
         done += 1
+        if report is not None:
+            report("device", (w.node_id, w.kind, result, w.info))
         if progress is not None:
             progress(done, total, f"{w.label}: {result.status}")
 
@@ -377,14 +379,17 @@ def measure_cluster(*, ray_address: str | None = None, dtypes: Sequence[str] | N
                     probe_timeout_s: float = DEFAULT_PROBE_TIMEOUT_S,
                     straggler_margin: float = DEFAULT_STRAGGLER_MARGIN, progress: Progress | None = None,
                     init_kwargs: dict | None = None, probe_fn: ProbeFn | None = None,
-                    connect_timeout_s: float = CONNECT_TIMEOUT_S) -> ClusterMeasurement:
+                    connect_timeout_s: float = CONNECT_TIMEOUT_S, report=None) -> ClusterMeasurement:
     """Probe every GPU (or GPU-less node's CPU) of the Ray cluster; see the module docstring.
 
     Uses this process's Ray session when there is one; else connects to ``ray_address`` (bounded by
     ``connect_timeout_s``) or starts a local instance (``init_kwargs`` go to ``ray.init``), and shuts
     down only what it started. ``progress(done, total, label)`` is called from this thread as devices
     report. ``probe_fn`` replaces :func:`~scaling_planner.measure.probes.run_probes` inside the tasks
-    (same signature; it must pickle with cloudpickle, e.g. a closure).
+    (same signature; it must pickle with cloudpickle, e.g. a closure). ``report(kind, payload)`` is told
+    the nodes (``"nodes"``: the NodeMeasurements and the start time) and each device as it reports
+    (``"device"``: node id, kind, DeviceMeasurement, info), for a caller that must keep a partial result
+    when this process is lost (:mod:`.isolated`).
 
     Raises MeasurementError when Ray cannot be started or reached, or reports no alive node.
     """
@@ -402,6 +407,8 @@ def measure_cluster(*, ray_address: str | None = None, dtypes: Sequence[str] | N
         elif ray_address:
             notes.append(f"used this process's Ray session; ray_address {ray_address!r} was not used")
         nodes = {n["NodeID"]: node_model(n) for n in ray.nodes()}
+        if report is not None:
+            report("nodes", (nodes, measured_at))
         if not any(n.alive for n in nodes.values()):
             raise MeasurementError("Ray reports no alive node")
         for n in nodes.values():
@@ -411,7 +418,7 @@ def measure_cluster(*, ray_address: str | None = None, dtypes: Sequence[str] | N
         work, plan_notes = _plan(list(nodes.values()))
         notes += plan_notes
         _submit(ray, work, nodes, {"dtypes": dtypes, "quick": quick, "probe_fn": probe_fn})
-        died = _collect(ray, work, nodes, probe_timeout_s, progress)
+        died = _collect(ray, work, nodes, probe_timeout_s, progress, report)
         alive_now = _alive_ids(ray)
     except (ray.exceptions.RayError, ConnectionError) as exc:  # the cluster itself went away
         raise MeasurementError(f"Ray failed during the measurement: {_ray_reason(exc)}") from None

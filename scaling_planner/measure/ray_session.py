@@ -9,7 +9,8 @@
   minutes), then ``ray.init`` in a thread bounded by ``connect_timeout_s``; ``"auto"`` attaches to a
   cluster a ``ray start`` left on this machine;
 * no address: a fresh local instance (``address="local"``: a bare ``ray.init()`` would attach to any
-  cluster a previous ``ray start`` or a test's ``cluster_utils.Cluster`` left running).
+  cluster a previous ``ray start`` or a test's ``cluster_utils.Cluster`` left running), started so that
+  it makes no connection off the machine (:func:`no_cloud_metadata_requests`).
 
 Every failure is a :class:`~scaling_planner.base.errors.MeasurementError` with a one-line reason. Only a
 session started here is shut down here.
@@ -31,6 +32,10 @@ LOCAL_INIT_KWARGS = {"include_dashboard": False, "logging_level": "ERROR", "log_
 NEW_NODE_KWARGS = ("num_cpus", "num_gpus", "resources", "include_dashboard", "object_store_memory",
                    "_system_config", "dashboard_host", "dashboard_port")
 """``ray.init`` arguments that describe a new local node; a connection to a cluster must not pass them."""
+DEAD_PROXY = "http://127.0.0.1:9"
+"""A proxy address where nothing listens (the discard port on loopback): a request sent through it is
+refused on this machine."""
+PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY")
 
 
 def first_line(text: object, limit: int = 300) -> str:
@@ -77,7 +82,8 @@ def connect(address: str | None = None, init_kwargs: dict | None = None,
     kwargs = {**LOCAL_INIT_KWARGS, **(init_kwargs or {})}
     if not address:
         try:
-            ray.init(address="local", **kwargs)
+            with no_cloud_metadata_requests(kwargs):
+                ray.init(address="local", **kwargs)
         except Exception as exc:
             raise MeasurementError(f"cannot start a local Ray instance: {type(exc).__name__}: "
                                    f"{first_line(exc) or 'no detail'}") from None
@@ -105,6 +111,42 @@ def connect(address: str | None = None, init_kwargs: dict | None = None,
         raise MeasurementError(f"cannot reach the Ray cluster at {address}: {type(exc).__name__}: "
                                f"{first_line(exc) or 'no detail'}")
     return True, time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def no_cloud_metadata_requests(init_kwargs: dict):
+    """Around ``ray.init`` of a new local instance: no request to a cloud's metadata service.
+
+    Ray 2.60's dashboard head always loads its usage-stats module (``include_dashboard=False`` loads
+    only that one), which asks 169.254.169.254 (Azure, AWS) and metadata.google.internal (GCP) which
+    cloud it runs on whenever ``~/ray_bootstrap_config.yaml`` is absent, whether usage stats are
+    enabled or not, and Ray has no switch for it. Those requests go through ``requests``, which honours
+    the proxy variables: while Ray's processes start they see :data:`DEAD_PROXY` (refused on loopback,
+    nothing leaves the machine) with this machine's own addresses exempt (``no_proxy``); Ray's gRPC
+    ignores proxies (``grpc.enable_http_proxy`` 0). The job's workers get the caller's own proxy
+    variables back through the job's ``runtime_env`` (an empty value is no proxy), and this process's
+    environment is restored when ``ray.init`` returns."""
+    saved = {k: os.environ.get(k) for k in PROXY_VARS}
+    local = ["localhost", "127.0.0.1", "::1"]
+    with contextlib.suppress(OSError):
+        local.append(socket.gethostbyname(socket.gethostname()))
+    with contextlib.suppress(Exception):  # the address Ray picks: only an addition to the exemptions
+        from ray.util import get_node_ip_address
+
+        local.append(get_node_ip_address())
+    runtime_env = dict(init_kwargs.get("runtime_env") or {})
+    runtime_env["env_vars"] = {**{k: (v or "") for k, v in saved.items()}, **(runtime_env.get("env_vars") or {})}
+    init_kwargs["runtime_env"] = runtime_env
+    os.environ.update({k: DEAD_PROXY for k in PROXY_VARS if "no_" not in k.lower()})
+    os.environ["no_proxy"] = os.environ["NO_PROXY"] = ",".join(dict.fromkeys(local))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ inside the tasks that need them.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE, CachePolicy
 from prefect.utilities.hashing import hash_objects
 
+from .base.errors import InfeasibleError
 from .calibration.store import CalibrationRecord
 from .planning.request import PlanRequest
 from .preflight.gate import GateDecision, GateLimits
@@ -38,6 +40,8 @@ from .preflight.sizing import RayJobSize
 from .render import markdown
 
 PLAN_CACHE = timedelta(hours=1)
+FREE_RESOURCES_WAIT_S = 20.0
+"""How long sizing waits for resources a job needs to become free (Ray's view of them lags)."""
 
 
 def _file_digest(path: str | Path) -> str:
@@ -200,15 +204,16 @@ def simulate_training(params: float, tokens: float, gpu: str, gpus: int, *,
                       price_usd_per_device_hour: float | None = None, efficiency: str = "realised"):
     """The training simulator for a fixed job: (N, D) on ``gpus`` x ``gpu``; a SimulationResult. ``arch``
     (the fields of :class:`~scaling_planner.simulate.architecture.Architecture`) gives the exact shape,
-    else one is derived from N. A measured bf16 training MFU or matmul rate among ``calibration``
-    replaces the profile's prior; ``efficiency`` is "realised" (end to end, the default) or "tuned"."""
+    else one is derived from N. It trains in the profile's precision (bf16; fp32 on a CPU); a measured
+    training MFU of that precision or a matmul rate of its probe dtype among ``calibration`` replaces
+    the profile's prior; ``efficiency`` is "realised" (end to end, the default) or "tuned"."""
     from .calibration.choice import resolve
     from .hardware.profiles import load_profile
     from .simulate.architecture import Architecture, shape_for_params
     from .simulate.training.estimate import simulate_training as _simulate
 
     profile = load_profile(gpu)
-    precision = "bf16"
+    precision = profile.training_precision
     use = resolve(calibration, None, profile.name, precision) if calibration else None
     if arch is not None:
         shape = Architecture(**arch)
@@ -236,12 +241,23 @@ def size_ray_job(workers: int, *, ray_address: str | None = None, use_gpu: bool 
     from .measure.ray_session import ray_session
     from .preflight.sizing import size_ray_job as _size
 
+    kwargs = {"use_gpu": use_gpu, "cpus_per_worker": cpus_per_worker, "accelerator_type": accelerator_type,
+              "devices_per_node": devices_per_node, "placement_strategy": placement_strategy}
     with ray_session(ray_address):
-        resources, available, nodes = ray.cluster_resources(), ray.available_resources(), ray.nodes()
-    size = _size(workers, cluster_resources=resources, available_resources=available, nodes=nodes, use_gpu=use_gpu,
-                 cpus_per_worker=cpus_per_worker,
-                 accelerator_type=accelerator_type, devices_per_node=devices_per_node,
-                 placement_strategy=placement_strategy)
+        resources, nodes = ray.cluster_resources(), ray.nodes()
+        _size(workers, cluster_resources=resources, nodes=nodes, **kwargs)  # InputError/InfeasibleError: never fits
+        # what is free: Ray's view lags the release of tasks that just ended (the measurement's probes),
+        # so a job that does not fit what is free now is re-checked for FREE_RESOURCES_WAIT_S first
+        deadline = time.monotonic() + FREE_RESOURCES_WAIT_S
+        while True:
+            try:
+                size = _size(workers, cluster_resources=resources, available_resources=ray.available_resources(),
+                             nodes=nodes, **kwargs)
+                break
+            except InfeasibleError as exc:
+                if time.monotonic() >= deadline:
+                    raise InfeasibleError(f"{exc} (still so after {FREE_RESOURCES_WAIT_S:g} s)") from None
+                time.sleep(0.5)
     _artifact_table("ray-job-size", [{"argument": k, "value": str(v)} for k, v in size.scaling_config_kwargs().items()],
                     "ray.train.ScalingConfig arguments for the training job")
     return size

@@ -32,6 +32,7 @@ def test_training_flow_records_mfu_and_the_next_plan_uses_it(prefect_harness, ca
     records, problems = history(calibration_dir, profile="cpu", source="training")
     assert not problems and [r.id for r in records] == [out.calibration_record]
     assert records[0].mfu == pytest.approx(out.mfu) and 0 < out.mfu < 1
+    assert records[0].dtype == "fp32"  # 'auto': the cpu profile's training precision, the one the plan reads
     # the next pre-flight for this job plans with it instead of the profile's prior
     from scaling_planner.train.gpt import config_for_params
 

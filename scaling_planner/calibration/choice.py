@@ -7,9 +7,11 @@ Two kinds of record (:mod:`scaling_planner.calibration`) feed the training simul
 * a ``training`` record's MFU replaces the simulator's predicted MFU (``measured_mfu``);
 * a ``probe`` record's achieved dense matmul FLOP/s replaces the profile's
   ``achievable_matmul_fraction`` prior (``measured_matmul_flops_per_s``). The simulator reads that
-  rate as a *bf16* GEMM rate (:class:`scaling_planner.simulate.efficiency.DeviceRates` scales it
-  to fp8), so only a bf16 probe is used; a probe of another dtype (an fp32 numpy probe on a CPU,
-  a tf32 one) is named in a note with the reason it was left out.
+  rate as a GEMM rate of the dtype that calibrates the plan's precision
+  (:func:`scaling_planner.simulate.efficiency.measured_dtype`: bf16 for a bf16 or fp8 plan, which
+  :class:`~scaling_planner.simulate.efficiency.DeviceRates` scales to fp8; fp32 for a CPU's fp32
+  plan), so only a probe of that dtype is used; a probe of another dtype (a bf16 probe on a CPU, a
+  tf32 one) is named in a note with the reason it was left out.
 
 A training record is used only when its dtype is the plan's precision (an fp32 MFU says little
 about a bf16 run). An MFU above 1 (the record format allows up to 1.5 to keep odd measurements)
@@ -41,7 +43,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..base.errors import InputError
 from ..base.units import TERA
 
-PROBE_DTYPE = "bf16"  # the dtype DeviceRates reads a measured matmul rate as
 RECENT_RECORDS = 5
 """At most this many of the newest qualifying records of one kind go into the median."""
 RECENT_WINDOW_DAYS = 30.0
@@ -67,7 +68,8 @@ class CalibrationUse(BaseModel):
                                      description="ids of the probe records whose median matmul rate the plan uses")
     mfu: float | None = Field(None, description="the measured MFU used: the median of training_records "
                                                 "(model FLOPs, dense peak)")
-    matmul_flops_per_s: float | None = Field(None, description="the measured bf16 matmul rate used: the median of "
+    matmul_flops_per_s: float | None = Field(None, description="the measured matmul rate used (bf16; fp32 on a CPU): "
+                                                                                 "the median of "
                                                                "probe_records (a rate)")
     used: list[str] = Field(default_factory=list, description="one line per record used (record.describe())")
     notes: list[str] = Field(default_factory=list, description="how the records were combined; records left out "
@@ -142,6 +144,9 @@ def resolve(calibration, calibration_dir, profile_name: str, precision: str = "b
     says "no calibration found for <profile> among the records given".
     """
     requested, directory, records, problems, read = _history(calibration, calibration_dir, profile_name)
+    from ..simulate.efficiency import measured_dtype
+
+    probe_dtype = measured_dtype(precision)  # the dtype the simulator reads a measured matmul rate as
     use = CalibrationUse(requested=requested, directory=directory, profile=profile_name)
     where = f"in {directory}" if directory is not None else "among the records given"
     use.notes += [f"calibration file {p}" for p in problems]
@@ -153,11 +158,11 @@ def resolve(calibration, calibration_dir, profile_name: str, precision: str = "b
         return r.dtype == precision and r.mfu <= 1.0
 
     def probe_fits(r):
-        return r.dtype == PROBE_DTYPE
+        return r.dtype == probe_dtype
 
     if requested == "latest" and not any(map(training_fits, training)) and not any(map(probe_fits, probes)):
         raise InputError("calibration", _nothing_qualifies(profile_name, precision, directory, read, records,
-                                                           training, probes, problems))
+                                                           training, probes, problems, probe_dtype))
     if not records:
         use.notes.append(f"no calibration found for {profile_name} {where}: profile defaults used")
         return use
@@ -171,14 +176,14 @@ def resolve(calibration, calibration_dir, profile_name: str, precision: str = "b
         use.notes.append(_median_note(f"training MFU {use.mfu:.3f}", chosen, f"{precision} training records "
                                                                              "with MFU <= 1"))
 
-    chosen = _recent_fit(use, probes, probe_fits, _why_not_probe,
+    chosen = _recent_fit(use, probes, probe_fits, lambda r: _why_not_probe(r, probe_dtype),
                          None if explicit_matmul_flops_per_s is None else "an explicit matmul rate was given")
     if chosen:
         use.probe_records = [r.id for r in chosen]
         use.probe_record = chosen[0].id
         use.matmul_flops_per_s = median_of([float(r.achieved_matmul_flops_per_s) for r in chosen])
-        use.notes.append(_median_note(f"{PROBE_DTYPE} matmul {use.matmul_flops_per_s / TERA:.4g} TFLOP/s", chosen,
-                                      f"{PROBE_DTYPE} probe records"))
+        use.notes.append(_median_note(f"{probe_dtype} matmul {use.matmul_flops_per_s / TERA:.4g} TFLOP/s", chosen,
+                                      f"{probe_dtype} probe records"))
     if not use.used and not any("not used" in n for n in use.notes):
         use.notes.append(f"no usable calibration found for {profile_name} {where}: profile defaults used")
     return use
@@ -249,14 +254,15 @@ def _median_note(what: str, chosen: list, kind: str) -> str:
             f"(up to {RECENT_RECORDS}, within {RECENT_WINDOW_DAYS:g} days of the newest)")
 
 
-def _nothing_qualifies(profile_name, precision, directory, read, records, training, probes, problems) -> str:
+def _nothing_qualifies(profile_name, precision, directory, read, records, training, probes, problems,
+                       probe_dtype) -> str:
     """One line: which directory was read, how many records, and why none qualified for the plan."""
     why = Counter()
     for r in training:
         why["training record(s) of another precision than " + precision if r.dtype != precision
             else "training record(s) with MFU > 1"] += 1
     if probes:
-        why[f"probe record(s) of another dtype than {PROBE_DTYPE}"] += len(probes)
+        why[f"probe record(s) of another dtype than {probe_dtype}"] += len(probes)
     if problems:
         why["unreadable or skipped file(s)"] += len(problems)
     reasons = "; ".join(f"{n} {what}" for what, n in why.items())
@@ -264,7 +270,7 @@ def _nothing_qualifies(profile_name, precision, directory, read, records, traini
         reasons = f"none is for {profile_name}" + (f"; {reasons}" if reasons else "")
     return (f"--calibrated/'latest' found no usable record for {profile_name} in {directory}: {read} record(s) "
             f"read, {len(records)} for {profile_name}, none qualified ({reasons}; a plan uses {precision} training "
-            f"records with MFU <= 1 and {PROBE_DTYPE} probe records)")
+            f"records with MFU <= 1 and {probe_dtype} probe records)")
 
 
 def _why_not_training(rec, precision: str) -> str:
@@ -274,9 +280,9 @@ def _why_not_training(rec, precision: str) -> str:
     return f"training record {rec.id} not used: MFU {rec.mfu:.3f} > 1 is not plausible"
 
 
-def _why_not_probe(rec) -> str:
+def _why_not_probe(rec, probe_dtype: str) -> str:
     return (f"probe record {rec.id} not used: it measured {rec.dtype} matmuls; the simulator reads a measured "
-            f"rate as {PROBE_DTYPE} (measure {PROBE_DTYPE} to calibrate it)")
+            f"rate as {probe_dtype} (measure {probe_dtype} to calibrate it)")
 
 
 def mfu_provenance(use: CalibrationUse | None, explicit_mfu: float | None) -> dict:

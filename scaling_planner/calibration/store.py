@@ -207,17 +207,21 @@ def latest(profile: str, directory: str | Path | None = None, *, source: str | N
     return records[-1] if records else None
 
 
-def records_from_cluster(measurement, *, dtype_preference=("bf16", "fp16", "tf32", "fp32")) -> list[CalibrationRecord]:
+DTYPE_PREFERENCE = ("bf16", "fp16", "tf32", "fp32")
+
+
+def records_from_cluster(measurement, *, dtype_preference=None) -> list[CalibrationRecord]:
     """Probe records from a :class:`~scaling_planner.measure.models.ClusterMeasurement`: one per
     (profile, dtype) with the median over that profile's devices that reported, for the most
-    preferred dtype that was measured."""
+    preferred dtype that was measured. By default the dtype that calibrates the profile's training
+    precision comes first (fp32 on a CPU, bf16 elsewhere), then :data:`DTYPE_PREFERENCE`."""
     by_profile: dict[str, list] = {}
     for dev in measurement.devices():
         if dev.status == "ok" and dev.profile:
             by_profile.setdefault(dev.profile, []).append(dev)
     out = []
     for profile, devs in sorted(by_profile.items()):
-        for dtype in dtype_preference:
+        for dtype in dtype_preference or _preference(profile):
             probes = [p for p in (d.best_matmul(dtype) for d in devs) if p is not None]
             if not probes:
                 continue
@@ -233,6 +237,18 @@ def records_from_cluster(measurement, *, dtype_preference=("bf16", "fp16", "tf32
                          "size": probes[0].size, "partial": measurement.partial}))
             break
     return out
+
+
+def _preference(profile_name: str) -> tuple[str, ...]:
+    """The probe dtypes to record for a profile, best first: the one calibrating its training precision."""
+    from ..hardware.profiles import load_profile
+    from ..simulate.efficiency import measured_dtype
+
+    try:
+        first = measured_dtype(load_profile(profile_name).training_precision)
+    except InputError:  # a profile that no longer loads: the general order
+        return DTYPE_PREFERENCE
+    return (first, *(d for d in DTYPE_PREFERENCE if d != first))
 
 
 def record_from_mfu(report, *, profile: str | None = None, details: dict | None = None) -> CalibrationRecord:

@@ -35,15 +35,18 @@ def register(subparsers) -> None:
     parser.add_argument("--seq-len", type=positive_int("seq-len"), help="sequence length (default 4096 or the arch's)")
     parser.add_argument("--global-batch", type=positive_int("global-batch"),
                         help="sequences per step (default ~max(4M, 1024 x G) tokens)")
-    parser.add_argument("--precision", choices=("bf16", "fp8"), default="bf16")
+    parser.add_argument("--precision", choices=("bf16", "fp8", "fp32"), default=None,
+                        help="training precision (default: the profile's: bf16, fp32 on a CPU)")
     parser.add_argument("--price", type=positive("price", allow_dollar=True), metavar="USD_PER_DEVICE_HOUR",
                         help="price per device-hour (default: the profile's dated price)")
     parser.add_argument("--measured-mfu", type=positive("measured-mfu"), metavar="FRACTION",
                         help="a measured MFU (0-1) that replaces the model's for the chosen layout")
     parser.add_argument("--measured-tflops", type=positive("measured-tflops"), metavar="TFLOPS",
-                        help="a measured large-GEMM bf16 TFLOP/s per device that replaces the profile's prior")
+                        help="a measured large-GEMM TFLOP/s per device (bf16; fp32 for an fp32 run) that replaces "
+                             "the profile's prior")
     parser.add_argument("--calibrated", action="store_true",
-                        help="use the measured MFU (training records, same precision) and bf16 matmul FLOP/s "
+                        help="use the measured MFU (training records, same precision) and matmul FLOP/s (bf16 probe "
+                             "records; fp32 for an fp32 run) "
                              "(probe records) of the profile in the calibration history: the median of the newest "
                              "(up to 5, within 30 days of the newest); an error when none is usable; explicit "
                              "--measured-* win")
@@ -113,12 +116,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("dp-overlap", f"must be in [0, 1], got {overlap:g}")
     if args.calibration_dir is not None and not args.calibrated:
         raise InputError("calibration-dir", "only read with --calibrated")
+    if args.precision is None:
+        args.precision = profile.training_precision
     mfu = args.measured_mfu
     matmul = None if args.measured_tflops is None else args.measured_tflops * TERA
     if matmul is not None:
-        from ..simulate.efficiency import check_measured_matmul
+        from ..simulate.efficiency import check_measured_matmul, measured_dtype
 
-        check_measured_matmul(profile, matmul, "measured-tflops")
+        check_measured_matmul(profile, matmul, "measured-tflops", measured_dtype(args.precision))
     measured = {"measured_mfu": mfu, "measured_matmul_flops_per_s": matmul}
     use = None
     if args.calibrated:

@@ -44,7 +44,9 @@ class TrainRequest(BaseModel):
     seq_len: int = Field(128, ge=8, description="tokens (bytes) per sequence")
     lr: float = Field(3e-3, gt=0, description="peak learning rate (AdamW, cosine schedule to the run's tokens)")
     seed: int = Field(0, ge=0, description="random seed of the weights and the data order")
-    dtype: str = Field("bf16", pattern="^(fp32|tf32|bf16)$", description="bf16 autocast; the planner plans bf16")
+    dtype: str = Field("auto", pattern="^(auto|fp32|tf32|bf16)$",
+                       description="'auto' = the profile's training precision (bf16 autocast on a GPU, fp32 on a "
+                                   "CPU, where bf16 autocast is slower), as the planner plans it")
     gpu: str = Field("auto", description="hardware profile; 'auto' = what the measurement found (cpu here)")
     limits: GateLimits = Field(default_factory=lambda: GateLimits(deadline_days=20 / MINUTES_PER_DAY),
                                description="what the pre-flight gate holds the job to (default: 20 minutes)")
@@ -86,13 +88,13 @@ def architecture_of(config) -> dict:
 
 
 @task(name="train-small-gpt", cache_policy=NO_CACHE)
-def run_training(config_fields: dict, job, req: TrainRequest, peak_flops_per_s: float | None,
+def run_training(config_fields: dict, job, req: TrainRequest, dtype: str, peak_flops_per_s: float | None,
                  peak_source: str | None):
     from scaling_planner.train.gpt import GPTConfig
     from scaling_planner.train.ray_job import train_on_ray
 
     return train_on_ray(GPTConfig(**config_fields), job=job, tokens=req.tokens, batch_size=req.batch_size,
-                        lr=req.lr, seed=req.seed, corpus=req.corpus, dtype=req.dtype,
+                        lr=req.lr, seed=req.seed, corpus=req.corpus, dtype=dtype,
                         threads_per_worker=req.threads_per_worker, profile=None,
                         peak_flops_per_s=peak_flops_per_s, peak_source=peak_source, storage_dir=req.storage_dir,
                         max_failures=req.max_failures, pid_dir=req.pid_dir, timeout_s=req.timeout_s)
@@ -105,6 +107,16 @@ def record_mfu(report, profile: str, calibration_dir: str | None, details: dict)
 
     rec = record_from_mfu(report, profile=profile, details=details)
     return rec, str(append(rec, calibration_dir))
+
+
+def training_dtype(dtype: str, profile_name: str) -> str:
+    """The dtype the job trains in: ``dtype``, or for 'auto' the profile's training precision (the one the
+    pre-flight planned and the calibration record will be read at)."""
+    if dtype != "auto":
+        return dtype
+    from scaling_planner.hardware.profiles import load_profile
+
+    return load_profile(profile_name).training_precision
 
 
 def device_peak(profile_name: str, dtype: str, use_gpu: bool, threads: int) -> tuple[float | None, str | None]:
@@ -142,8 +154,10 @@ def train(request: TrainRequest | None = None) -> TrainFlowResult:
             calibration_dir=req.calibration_dir, cpus_per_worker=float(req.threads_per_worker)))
         if pre.job is None:
             raise RuntimeError(f"the pre-flight did not size a job on this cluster: {pre.job_note}")
-        peak, peak_source = device_peak(pre.gpu, req.dtype, pre.job.use_gpu, req.threads_per_worker)
-        result = run_training(config.model_dump(), pre.job, req, peak, peak_source)  # stopped past req.timeout_s
+        dtype = training_dtype(req.dtype, pre.gpu)
+        peak, peak_source = device_peak(pre.gpu, dtype, pre.job.use_gpu, req.threads_per_worker)
+        # stopped past req.timeout_s
+        result = run_training(config.model_dump(), pre.job, req, dtype, peak, peak_source)
     rec_id = rec_file = None
     if req.save_calibration and result.mfu.mfu is not None:
         rec, rec_file = record_mfu(result.mfu, pre.gpu, req.calibration_dir,

@@ -164,6 +164,13 @@ class HardwareProfile(_Strict):
         """The dtypes with a dense peak, in :data:`DTYPES` order."""
         return tuple(self.peak_dense_tflops.supported())
 
+    @property
+    def training_precision(self) -> str:
+        """The precision a model trains in on this device: bf16 mixed precision on accelerators, fp32 on
+        a CPU (without bf16 matrix units throughout, bf16 autocast there is slower than fp32: this
+        project's CPU sweep measured fp32 faster, reference/stack_notes.md)."""
+        return "fp32" if self.kind == "cpu" else "bf16"
+
     def peak_flops_per_s(self, dtype: str = "bf16") -> float:
         """Dense peak FLOP/s per device for ``dtype`` (no 2:4 sparsity).
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from ..calibration.choice import CalibrationUse, resolve
 from ..hardware.profiles import load_profile
-from .training import PRECISION, Simulator
+from .training import Simulator
 
 
 class Hardware(NamedTuple):
@@ -37,13 +37,14 @@ def resolve_hardware(request) -> Hardware:
     if request.gpus is not None:
         device_domain(profile, request.gpus)  # InputError for a count the hardware is not allocated in
     if request.calibration is None:
-        return Hardware(profile, Simulator(profile, request.price_usd_per_device_hour, request.mfu, PRECISION,
+        return Hardware(profile, Simulator(profile, request.price_usd_per_device_hour, request.mfu,
                                            efficiency=request.efficiency), None, [])
     # 'latest' with no usable record raises InputError (calibration / calibration_dir); given records
     # that are all unusable plan with the profile's defaults and say so (calibration.choice)
-    use = resolve(request.calibration, request.calibration_dir, profile.name, PRECISION, explicit_mfu=request.mfu)
+    precision = profile.training_precision  # bf16, fp32 on a CPU
+    use = resolve(request.calibration, request.calibration_dir, profile.name, precision, explicit_mfu=request.mfu)
     measured = use.simulator_inputs(mfu=request.mfu)
     source = use.measured_source() if request.mfu is None else None
-    return Hardware(profile, Simulator(profile, request.price_usd_per_device_hour, measured["measured_mfu"], PRECISION,
+    return Hardware(profile, Simulator(profile, request.price_usd_per_device_hour, measured["measured_mfu"], precision,
                                        measured["measured_matmul_flops_per_s"], efficiency=request.efficiency,
                                        measured_source=source), use, use.plan_notes())

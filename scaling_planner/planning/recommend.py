@@ -45,7 +45,6 @@ from .plan import LawInfo, ModelChoice, Recommendation
 from .request import PlanRequest
 from .serving import Fleet
 from .training import (
-    PRECISION,
     TrainingChoice,
     training_choice,
 )
@@ -133,8 +132,7 @@ def _serving_fleet(req: PlanRequest, hw: Hardware) -> Fleet | None:
     """The serving fleets of the demand on the plan's profile (None without a demand)."""
     if req.tokens_per_day is None:
         return None
-    return Fleet(hw.profile, req.tokens_per_day, req.serving_days, req.price_usd_per_device_hour, req.serving_kwargs(),
-                 PRECISION)
+    return Fleet(hw.profile, req.tokens_per_day, req.serving_days, req.price_usd_per_device_hour, req.serving_kwargs())
 
 
 def _training_for(req: PlanRequest, hw: Hardware, placer: Placer, C: float,
@@ -167,8 +165,9 @@ def _moe_section(req: PlanRequest, regime, C: float, hw: Hardware, training) -> 
         return None, []
     from .moe import section
 
+    precision = hw.sim.precision if hw.sim is not None else "bf16"
     moe = section(C, req.experts, req.top_k, profile=hw.profile, gpus=training.gpus if training else None,
-                  price_usd_per_device_hour=req.price_usd_per_device_hour, precision=PRECISION)
+                  price_usd_per_device_hour=req.price_usd_per_device_hour, precision=precision)
     moe.notes += regime.ignored_by("MoE", "the allocation ignores the unique-token cap (Krajewski's law assumes "
                                    "fresh data)")
     if training is not None and training.mfu_source != "profile":

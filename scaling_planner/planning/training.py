@@ -19,7 +19,6 @@ from ..base.units import SECONDS_PER_DAY
 from ..laws.chinchilla import FLOPS_PER_PARAM_TOKEN
 from ..simulate.results import TrainingEstimate
 
-PRECISION = "bf16"  # the training precision the planner simulates
 MAX_NODE_DOUBLINGS = 14  # default GPU count at most 2^14 nodes (131,072 GPUs at 8 per node)
 MAX_PLAUSIBLE_MFU = 0.8  # no simulated layout exceeds this: a count that would need more is not simulated
 GUESS_MFU_OF_MATMUL = 0.8  # first guess of a run's MFU as a share of the achievable matmul fraction
@@ -43,13 +42,16 @@ class TrainingChoice(TrainingEstimate):
 class Simulator:
     """Simulates (N, D) on a profile, memoised; a layout that cannot fit is ``None``.
 
-    ``mfu`` replaces the simulator's predicted MFU; ``matmul_flops_per_s`` (a measured bf16 GEMM
-    rate) replaces the profile's achievable-matmul prior; ``efficiency`` is ``"realised"`` (end to
+    ``precision`` defaults to the profile's training precision (bf16, fp32 on a CPU); ``mfu`` replaces
+    the simulator's predicted MFU; ``matmul_flops_per_s`` (a measured GEMM rate of the dtype that
+    calibrates the precision: :func:`~scaling_planner.simulate.efficiency.measured_dtype`) replaces the
+    profile's achievable-matmul prior; ``efficiency`` is ``"realised"`` (end to
     end, the default) or ``"tuned"``. ``calls`` counts the simulations run."""
 
-    def __init__(self, profile, price, mfu, precision="bf16", matmul_flops_per_s=None, *, efficiency="realised",
+    def __init__(self, profile, price, mfu, precision=None, matmul_flops_per_s=None, *, efficiency="realised",
                  measured_source=None):
-        self.profile, self.price, self.mfu, self.precision = profile, price, mfu, precision
+        self.profile, self.price, self.mfu = profile, price, mfu
+        self.precision = precision or profile.training_precision
         self.matmul_flops_per_s = matmul_flops_per_s
         self.efficiency, self.measured_source = efficiency, measured_source
         self.cache: dict = {}

@@ -115,15 +115,17 @@ def choose_gpu(req: PreflightRequest, measurement, notes: list[str]) -> tuple[st
     return FALLBACK_GPU, False
 
 
-def gate_mfu(records, profile: str, precision: str = "bf16") -> tuple[float | None, str | None]:
+def gate_mfu(records, profile: str, precision: str | None = None) -> tuple[float | None, str | None]:
     """(MFU, its description) of the training record the plan itself would use: the newest of the
-    profile's records at the plan's precision with MFU <= 1 (:func:`~scaling_planner.calibration.choice.resolve`),
-    so that the gate's ``min_mfu`` never checks a record the plan rejected; (None, None) without one."""
+    profile's records at the plan's precision (default: the profile's training precision, bf16 or fp32
+    on a CPU) with MFU <= 1 (:func:`~scaling_planner.calibration.choice.resolve`), so that the gate's
+    ``min_mfu`` never checks a record the plan rejected; (None, None) without one."""
     if not records:
         return None, None
     from ..calibration.choice import resolve
+    from ..hardware.profiles import load_profile
 
-    use = resolve(list(records), None, profile, precision)
+    use = resolve(list(records), None, profile, precision or load_profile(profile).training_precision)
     return (use.mfu, use.used[0]) if use.mfu is not None else (None, None)
 
 

@@ -59,14 +59,25 @@ FP8_GEMM_RELATIVE = 1.75 / 2.0
 # 16-bit tensor (2), write its FP8 copy (1) and the FP8 transpose the other GEMM of the backward pass
 # needs (1); applied to every linear layer's input (forward) and output gradient (backward).
 FP8_CAST_BYTES = 4.0
-PRECISIONS = ("bf16", "fp8")
+PRECISIONS = ("bf16", "fp8", "fp32")
+# bytes per element of the activations, weights and gradients a step moves: 16-bit for bf16 and fp8
+# mixed precision (Transformer Engine keeps activations in 16 bits between its FP8 GEMMs), 32-bit for
+# fp32 training (what a CPU trains in: without bf16 matrix units, bf16 autocast is slower there)
+ELEMENT_BYTES = {"bf16": 2.0, "fp8": 2.0, "fp32": 4.0}
 
 
-def check_measured_matmul(profile, flops_per_s, field: str = "measured_matmul_flops_per_s") -> float:
-    """A measured bf16 matmul rate per device, or InputError: not finite and > 0, or above the profile's
-    dense bf16 peak (no GEMM beats the peak: the number is per node, sparse, another dtype, or the
-    profile is the wrong device)."""
-    peak = float(profile.peak_flops_per_s("bf16"))
+def measured_dtype(precision: str) -> str:
+    """The dtype of the matmul probe that calibrates a run at ``precision``: bf16 for bf16 and fp8
+    (fp8 scales the bf16 fraction), fp32 for fp32."""
+    return "fp32" if precision == "fp32" else "bf16"
+
+
+def check_measured_matmul(profile, flops_per_s, field: str = "measured_matmul_flops_per_s",
+                          dtype: str = "bf16") -> float:
+    """A measured ``dtype`` matmul rate per device, or InputError: not finite and > 0, or above the
+    profile's dense peak of that dtype (no GEMM beats the peak: the number is per node, sparse, another
+    dtype, or the profile is the wrong device)."""
+    peak = float(profile.peak_flops_per_s(dtype))
     try:
         rate = float(flops_per_s)
     except (TypeError, ValueError):
@@ -74,26 +85,32 @@ def check_measured_matmul(profile, flops_per_s, field: str = "measured_matmul_fl
     if not (math.isfinite(rate) and rate > 0):
         raise InputError(field, f"must be a finite rate > 0, got {flops_per_s!r}")
     if rate > peak:
-        raise InputError(field, f"{rate / TERA:.4g} TFLOP/s is above the dense bf16 peak of "
+        raise InputError(field, f"{rate / TERA:.4g} TFLOP/s is above the dense {dtype} peak of "
                                 f"{getattr(profile, 'name', 'the device')} ({peak / TERA:.4g} TFLOP/s): a measured "
-                                "matmul cannot beat the peak; give TFLOP/s per device, dense bf16, or check --gpu")
+                                f"matmul cannot beat the peak; give TFLOP/s per device, dense {dtype}, or check --gpu")
     return rate
 
 
 class DeviceRates:
-    """The rates one profile implies, at one precision; ``achievable_fraction`` may be measured."""
+    """The rates one profile implies, at one precision; ``achievable_fraction`` may be measured (a matmul
+    rate of :func:`measured_dtype`)."""
 
     def __init__(self, profile, precision: str = "bf16", achievable_flops_per_s: float | None = None):
         self.name = getattr(profile, "name", "device")
         self.precision = precision
+        self.element_bytes = ELEMENT_BYTES.get(precision, 2.0)
         self.peak_flops_per_s = float(profile.peak_flops_per_s(precision))
-        self.peak_bf16_flops_per_s = float(profile.peak_flops_per_s("bf16"))
+        # the GEMMs outside the linear layers (attention core, logits): 16-bit in mixed precision, fp32 in fp32
+        other = "fp32" if precision == "fp32" else "bf16"
+        self.peak_other_flops_per_s = float(profile.peak_flops_per_s(other))
         prior = float(profile.achievable_matmul_fraction)
         if achievable_flops_per_s is not None:
-            # a measured bf16 GEMM rate; scale the same fraction to fp8 if asked
-            check_measured_matmul(profile, achievable_flops_per_s)
-            self.achievable_fraction = float(achievable_flops_per_s) / self.peak_bf16_flops_per_s
-            self.source = f"measured matmul {achievable_flops_per_s / TERA:.1f} TFLOP/s"
+            # a measured GEMM rate of the calibrating dtype; the same fraction scales to fp8 if asked
+            dtype = measured_dtype(precision)
+            check_measured_matmul(profile, achievable_flops_per_s, dtype=dtype)
+            self.achievable_fraction = float(achievable_flops_per_s) / float(profile.peak_flops_per_s(dtype))
+            self.source = (f"measured matmul {achievable_flops_per_s / TERA:.1f} TFLOP/s" if dtype == "bf16" else
+                           f"measured {dtype} matmul {achievable_flops_per_s / TERA:.4g} TFLOP/s")
         else:
             self.achievable_fraction = prior
             self.source = f"profile prior achievable_matmul_fraction={prior:g}"
@@ -103,7 +120,7 @@ class DeviceRates:
         fp8 = precision == "fp8"
         self.linear_flops_per_s = (self.achievable_fraction * self.peak_flops_per_s
                                    * (FP8_GEMM_RELATIVE if fp8 else 1.0))
-        self.bf16_flops_per_s = self.achievable_fraction * self.peak_bf16_flops_per_s
+        self.other_flops_per_s = self.achievable_fraction * self.peak_other_flops_per_s
         self.cast_bytes_per_element = FP8_CAST_BYTES if fp8 else 0.0
         self.memory_bytes = float(profile.memory_bytes)
         self.hbm_bytes_per_s = float(profile.memory_bandwidth_bytes_per_s)
@@ -114,14 +131,16 @@ class DeviceRates:
         self.inter_latency_s = float(profile.inter_node_latency_s)
 
 
-def gemm_time_s(rates: DeviceRates, m, n, k, count=1.0, kernels=1.0, bytes_per_element=2.0, relative=1.0,
+def gemm_time_s(rates: DeviceRates, m, n, k, count=1.0, kernels=1.0, bytes_per_element=None, relative=1.0,
                 linear=True):
     """Time of ``count`` GEMMs of shape (m x k) @ (k x n) issued as ``kernels`` kernels (a batched
     GEMM is one kernel); broadcasts over arrays. ``linear`` GEMMs (a linear layer's weights) run at
-    the training precision's rate, the others (attention core, logits) at the bf16 rate."""
+    the training precision's rate, the others (attention core, logits) at the 16-bit rate (fp32 in
+    fp32 training). Operands of ``bytes_per_element`` (default: the precision's element width)."""
     flops = 2.0 * m * n * k
-    traffic = bytes_per_element * (m * k + k * n + m * n)
-    compute = flops / (relative * (rates.linear_flops_per_s if linear else rates.bf16_flops_per_s))
+    width = rates.element_bytes if bytes_per_element is None else bytes_per_element
+    traffic = width * (m * k + k * n + m * n)
+    compute = flops / (relative * (rates.linear_flops_per_s if linear else rates.other_flops_per_s))
     memory = traffic / (MEMORY_EFFICIENCY * rates.hbm_bytes_per_s)
     return count * np.maximum(compute, memory) + kernels * KERNEL_OVERHEAD_S
 

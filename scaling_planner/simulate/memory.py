@@ -30,6 +30,17 @@ RECOMPUTE_NAMES = ("none", "selective", "full", "partial")
 WEIGHT_BYTES = 2.0
 GRAD_BYTES = 4.0
 OPTIMIZER_BYTES = 12.0
+# fp32 training (a CPU's: no 16-bit copy, no master copy): fp32 weights (4 B) and gradients (4 B),
+# Adam m + v (8 B): 16 B/param; activations twice the 16-bit bytes
+FP32_STATE_BYTES = {"weights": 4.0, "gradients": 4.0, "optimizer": 8.0}
+
+
+def state_bytes_per_param(element_bytes: float = 2.0) -> dict[str, float]:
+    """Bytes per parameter of weights, gradients and optimizer for elements of ``element_bytes``:
+    mixed-precision Adam (18 B) for 16-bit elements, fp32 Adam (16 B) for 4-byte ones."""
+    if element_bytes >= 4.0:
+        return dict(FP32_STATE_BYTES)
+    return {"weights": WEIGHT_BYTES, "gradients": GRAD_BYTES, "optimizer": OPTIMIZER_BYTES}
 
 # Runtime overhead: CUDA context + NCCL buffers + allocator fragmentation. A fixed part and a share
 # of activations (the cookbook's "misc ~5 GiB", Megatron-LM#482 reports <1 % for states alone).
@@ -60,8 +71,9 @@ def stage_param_counts(arch: Architecture, t, p, e):
     return nonexpert, expert
 
 
-def model_state_bytes(arch: Architecture, t, p, d, e, zero):
-    """Weights, gradients and optimizer states per GPU (bytes) under ZeRO stage ``zero`` (0-3).
+def model_state_bytes(arch: Architecture, t, p, d, e, zero, element_bytes: float = 2.0):
+    """Weights, gradients and optimizer states per GPU (bytes) under ZeRO stage ``zero`` (0-3), for
+    weights of ``element_bytes`` (:func:`state_bytes_per_param`).
 
     Non-expert states are sharded over the data-parallel group ``d``; expert states over the
     expert-data-parallel group ``d/e`` (experts are already split ``e`` ways). ZeRO-3 adds the
@@ -76,12 +88,13 @@ def model_state_bytes(arch: Architecture, t, p, d, e, zero):
     def shard(count, group, stage_min):
         return np.where(zero >= stage_min, count / group, count)
 
-    weights = WEIGHT_BYTES * (shard(nonexpert, d, 3) + shard(expert, d_exp, 3))
-    grads = GRAD_BYTES * (shard(nonexpert, d, 2) + shard(expert, d_exp, 2))
-    optimizer = OPTIMIZER_BYTES * (shard(nonexpert, d, 1) + shard(expert, d_exp, 1))
+    per = state_bytes_per_param(element_bytes)
+    weights = per["weights"] * (shard(nonexpert, d, 3) + shard(expert, d_exp, 3))
+    grads = per["gradients"] * (shard(nonexpert, d, 2) + shard(expert, d_exp, 2))
+    optimizer = per["optimizer"] * (shard(nonexpert, d, 1) + shard(expert, d_exp, 1))
     # ZeRO-3 gather buffers: two layers' weights (this TP rank's share, experts of this EP rank)
     layers = np.maximum(arch.n_layers / np.asarray(p, dtype=float), 1.0)
-    gather = np.where(zero >= 3, 2 * WEIGHT_BYTES * (nonexpert + expert) / layers, 0.0)
+    gather = np.where(zero >= 3, 2 * per["weights"] * (nonexpert + expert) / layers, 0.0)
     return {"weights": weights + gather, "gradients": grads, "optimizer": optimizer}
 
 
@@ -149,10 +162,13 @@ def activation_bytes(arch: Architecture, s, b, t, p, v, m, recompute, sp, flash_
 
 
 def memory_breakdown(arch: Architecture, *, s, b, t, p, d, e, v, m, recompute, zero, sp,
-                     flash_attention=False):
-    """All memory terms per GPU (bytes), plus ``total``. Broadcasts over the layout arrays."""
-    states = model_state_bytes(arch, t, p, d, e, zero)
+                     flash_attention=False, element_bytes: float = 2.0):
+    """All memory terms per GPU (bytes), plus ``total``. Broadcasts over the layout arrays.
+    ``element_bytes`` 4 is fp32 training: fp32 states and activations twice the 16-bit bytes."""
+    states = model_state_bytes(arch, t, p, d, e, zero, element_bytes)
     act_layers, act_other = activation_bytes(arch, s, b, t, p, v, m, recompute, sp, flash_attention)
+    widen = max(element_bytes / 2.0, 1.0)
+    act_layers, act_other = act_layers * widen, act_other * widen
     act = act_layers + act_other
     overhead = OVERHEAD_FIXED_BYTES + OVERHEAD_ACTIVATION_FRACTION * act
     out = dict(states)

@@ -100,7 +100,8 @@ def evaluate_grid(arch: Architecture, rates: eff.DeviceRates, grid: dict[str, np
     g = grid
     s = arch.seq_len
     mem = memory_breakdown(arch, s=s, b=g["b"], t=g["t"], p=g["p"], d=g["d"], e=g["e"], v=g["v"], m=g["m"],
-                           recompute=g["recompute"], zero=g["zero"], sp=g["sp"], flash_attention=flash_attention)
+                           recompute=g["recompute"], zero=g["zero"], sp=g["sp"], flash_attention=flash_attention,
+                           element_bytes=rates.element_bytes)
     st = step_time(arch, rates, s=s, b=g["b"], t=g["t"], p=g["p"], d=g["d"], e=g["e"], v=g["v"], m=g["m"],
                    recompute=g["recompute"], zero=g["zero"], sp=g["sp"], dp_overlap=dp_overlap,
                    flash_attention=flash_attention, pipeline_engine=pipeline_engine, tp_overlap=tp_overlap)

@@ -65,6 +65,12 @@ PARAM_TENSORS_PER_LAYER = 12.0  # GPT layer: 2 layernorms + 4 linear layers, wei
 MOE_DISPATCH_BYTES_PER_COPY = 10.0
 
 
+def width(rates: eff.DeviceRates) -> float:
+    """How many 16-bit elements' bytes one element of the run's activations and weights takes: 1 in
+    bf16 and fp8 mixed precision, 2 in fp32 training (the byte counts of this module are 16-bit ones)."""
+    return getattr(rates, "element_bytes", 2.0) / 2.0
+
+
 def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flash_attention=False):
     """Forward-pass pieces of one layer for one micro-batch on one GPU, in seconds.
 
@@ -77,6 +83,7 @@ def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flas
     sp = np.asarray(sp, dtype=bool)
     T = s * b
     h = arch.d_model
+    w = width(rates)  # the byte counts below are for 16-bit elements
     # attention projections: everything but the output projection as one GEMM of equal FLOPs
     attn_in = arch.attention_params_per_layer() - arch.v_dim * h
     gemm = eff.gemm_time_s(rates, T, attn_in / h / t, h) + eff.gemm_time_s(rates, T, h, arch.v_dim / t)
@@ -90,14 +97,14 @@ def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flas
     else:
         core = (eff.gemm_time_s(rates, s, s, arch.qk_head_dim, count=b * heads, linear=False)
                 + eff.gemm_time_s(rates, s, arch.v_dim / arch.n_heads, s, count=b * heads, linear=False))
-        core_ew = eff.memory_time_s(rates, CORE_OPS_BYTES * b * heads * s * s, CORE_KERNELS)
+        core_ew = eff.memory_time_s(rates, w * CORE_OPS_BYTES * b * heads * s * s, CORE_KERNELS)
     core_flops = 2.0 * b * heads * s * s * (arch.qk_head_dim + arch.v_dim / arch.n_heads)
     # FFN: dense layers and MoE layers, weighted by their share of the layers
     m_up = arch.ffn_matrices - 1
     dense = (eff.gemm_time_s(rates, T, m_up * arch.ffn_hidden / t, h)
              + eff.gemm_time_s(rates, T, h, arch.ffn_hidden / t))
     dense_flops = 2.0 * T * arch.dense_ffn_params() / t
-    ffn_act_bytes = (4.0 if m_up == 1 else 6.0) * T * arch.ffn_hidden / t
+    ffn_act_bytes = w * (4.0 if m_up == 1 else 6.0) * T * arch.ffn_hidden / t
     a2a = np.zeros_like(T * t)
     if arch.is_moe:
         frac = arch.n_moe_layers / arch.n_layers
@@ -111,15 +118,15 @@ def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flas
             moe = moe + eff.gemm_time_s(rates, T, m_up * ws / t, h) + eff.gemm_time_s(rates, T, h, ws / t)
         moe = moe + eff.gemm_time_s(rates, T, arch.n_experts, h, linear=False)  # router (16-bit)
         moe_flops = 2.0 * T * arch.moe_layer_active_params() / t
-        moe_act = (4.0 if m_up == 1 else 6.0) * T * (arch.top_k + arch.n_shared_experts) * fe / t
+        moe_act = w * (4.0 if m_up == 1 else 6.0) * T * (arch.top_k + arch.n_shared_experts) * fe / t
         # token dispatch: permute each token into top-k expert copies and combine them back
-        moe_act = moe_act + MOE_DISPATCH_BYTES_PER_COPY * T * arch.top_k * h / t
+        moe_act = moe_act + w * MOE_DISPATCH_BYTES_PER_COPY * T * arch.top_k * h / t
         gemm = gemm + (1 - frac) * dense + frac * moe
         flops = flops + (1 - frac) * dense_flops + frac * moe_flops
         ffn_act_bytes = (1 - frac) * ffn_act_bytes + frac * moe_act
         # dispatch + combine of the routed tokens (k copies of h), over the EP group
         inter = t * e > rates.devices_per_node
-        a2a = frac * 2.0 * eff.gather_time_s(rates, T * arch.top_k * h * ACT_BYTES / t, e, inter)
+        a2a = frac * 2.0 * eff.gather_time_s(rates, T * arch.top_k * h * w * ACT_BYTES / t, e, inter)
     else:
         gemm = gemm + dense
         flops = flops + dense_flops
@@ -131,10 +138,10 @@ def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flas
     if arch.is_moe:
         ffn_in = (1 - frac) * arch.ffn_hidden + frac * (arch.top_k + arch.n_shared_experts) * arch.expert_ffn
     cast = rates.cast_bytes_per_element * T * (2.0 * h + arch.v_dim + ffn_in) / t
-    elementwise = eff.memory_time_s(rates, TOKEN_OPS_BYTES * tok + ffn_act_bytes + cast, TOKEN_KERNELS)
+    elementwise = eff.memory_time_s(rates, w * TOKEN_OPS_BYTES * tok + ffn_act_bytes + cast, TOKEN_KERNELS)
     # TP: two all-reduces of T x h (or, with SP, two all-gathers + two reduce-scatters: same volume)
     inter_tp = t > rates.devices_per_node
-    msg = T * h * ACT_BYTES
+    msg = T * h * w * ACT_BYTES
     tp = np.where(sp, 4.0 * eff.gather_time_s(rates, msg, t, inter_tp),
                   2.0 * eff.all_reduce_time_s(rates, msg, t, inter_tp))
     # seconds of this layer's forward per byte per hidden element of elementwise traffic that a less
@@ -185,7 +192,9 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
     # pipeline p2p: each of v chunks sends activations forward and gradients backward
     # (scatter/gather over the TP group, Narayanan et al. 2021 §4.1)
     inter_pp = t * p > rates.devices_per_node
-    act = T * h * ACT_BYTES
+    w = width(rates)
+    act = T * h * w * ACT_BYTES
+    gather_bytes = w * PARAM_GATHER_BYTES  # the weights all-gathered (16-bit, or 32-bit in fp32 training)
     nonexp, expert = stage_param_counts(arch, t, p, e)
     if deepspeed:
         # four blocking transfers: activation in and out (1/t each, then all-gathered over the TP
@@ -193,7 +202,7 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
         p2p = np.where(p > 1, 2.0 * eff.p2p_time_s(rates, act / t, inter_pp)
                        + 2.0 * eff.p2p_time_s(rates, act, inter_pp)
                        + eff.gather_time_s(rates, act, t, t > rates.devices_per_node), 0.0)
-        accumulate = np.where(m > 1, eff.memory_time_s(rates, GRAD_ACCUMULATE_BYTES * (nonexp + expert),
+        accumulate = np.where(m > 1, eff.memory_time_s(rates, w * GRAD_ACCUMULATE_BYTES * (nonexp + expert),
                                                        layers * PARAM_TENSORS_PER_LAYER), 0.0)
     else:
         p2p = np.where(p > 1, 2.0 * v * eff.p2p_time_s(rates, act / t, inter_pp), 0.0)
@@ -207,18 +216,17 @@ def step_time(arch: Architecture, rates: eff.DeviceRates, *, s, b, t, p, d, e, v
     dexp = np.maximum(d / e, 1.0)
     ar = (eff.all_reduce_time_s(rates, nonexp * GRAD_REDUCE_BYTES, d, dp_inter)
           + eff.all_reduce_time_s(rates, expert * GRAD_REDUCE_BYTES, dexp, dp_inter))
-    rs_ag = (eff.gather_time_s(rates, nonexp * (GRAD_REDUCE_BYTES + PARAM_GATHER_BYTES), d, dp_inter)
-             + eff.gather_time_s(rates, expert * (GRAD_REDUCE_BYTES + PARAM_GATHER_BYTES), dexp, dp_inter))
-    z3 = m * (eff.gather_time_s(rates, nonexp * (GRAD_REDUCE_BYTES + 2 * PARAM_GATHER_BYTES), d, dp_inter)
-              + eff.gather_time_s(rates, expert * (GRAD_REDUCE_BYTES + 2 * PARAM_GATHER_BYTES), dexp, dp_inter))
+    rs_ag = (eff.gather_time_s(rates, nonexp * (GRAD_REDUCE_BYTES + gather_bytes), d, dp_inter)
+             + eff.gather_time_s(rates, expert * (GRAD_REDUCE_BYTES + gather_bytes), dexp, dp_inter))
+    z3 = m * (eff.gather_time_s(rates, nonexp * (GRAD_REDUCE_BYTES + 2 * gather_bytes), d, dp_inter)
+              + eff.gather_time_s(rates, expert * (GRAD_REDUCE_BYTES + 2 * gather_bytes), dexp, dp_inter))
     dp_total = np.where(zero >= 3, z3, np.where(zero >= 1, rs_ag, ar))
     backward_window = m * layers * bwd
     # DeepSpeed's pipeline engine reduces after the flush (ReduceGrads in its last step)
     overlap = np.where(deepspeed & (p > 1), 0.0, dp_overlap)
     # a sharded optimizer's weight all-gather overlaps the next forward pass (Megatron-Core's
     # --overlap-param-gather), the gradient reduce-scatter the backward pass (--overlap-grad-reduce)
-    gather = np.where((zero >= 1) & (zero < 3), rs_ag * PARAM_GATHER_BYTES / (GRAD_REDUCE_BYTES + PARAM_GATHER_BYTES),
-                      0.0)
+    gather = np.where((zero >= 1) & (zero < 3), rs_ag * gather_bytes / (GRAD_REDUCE_BYTES + gather_bytes), 0.0)
     hidden = (np.minimum(overlap * (dp_total - gather), backward_window)
               + np.minimum(overlap * gather, m * layers * fwd))
     dp_exposed = dp_total - hidden

@@ -11,6 +11,10 @@ import pytest
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# the clusters tests build themselves (cluster_utils.Cluster, `ray start`) run their workers at normal
+# priority, as the planner's own local instance does (measure.ray_session): at Ray's default nice 15 they
+# starve beside a busy loop and a probe times out
+os.environ.setdefault("RAY_worker_niceness", "0")
 # Prefect: a fresh home per session (its INPUTS cache lives there and would leak across runs), a
 # generous server start-up timeout for a loaded 2-core CI box, and never a real server.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-")

@@ -81,6 +81,10 @@ def connect(address: str | None = None, init_kwargs: dict | None = None,
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # DESIGN.md: nothing goes to the network
     kwargs = {**LOCAL_INIT_KWARGS, **(init_kwargs or {})}
     if not address:
+        # Ray runs its workers at nice 15 by default: beside other busy work on the machine a probe or a
+        # training step then gets a few percent of a core (a measurement of the leftovers, or a timeout).
+        # The planner's own instance runs them at the priority of the command that started it.
+        kwargs["_system_config"] = {"worker_niceness": 0, **(kwargs.get("_system_config") or {})}
         try:
             with no_cloud_metadata_requests(kwargs):
                 ray.init(address="local", **kwargs)

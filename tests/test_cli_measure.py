@@ -158,6 +158,20 @@ def test_progress_bar_draws_only_on_a_terminal():
     assert pipe.getvalue() == ""
 
 
+def _hold_a_cpu(address: str, env: dict, options: str = "") -> subprocess.Popen:
+    """Another driver whose actor holds one CPU of the cluster (``options``: more @ray.remote arguments)
+    until killed; returns once it holds it."""
+    extra = f", {options}" if options else ""
+    hog = subprocess.Popen([sys.executable, "-c", (
+        "import ray, time\n"
+        f"ray.init(address={address!r}, logging_level='ERROR', log_to_driver=False)\n"
+        f"@ray.remote(num_cpus=1{extra})\nclass Hog:\n    def ready(self): return True\n"
+        "h = Hog.remote(); ray.get(h.ready.remote()); print('held', flush=True); time.sleep(600)\n")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    assert hog.stdout.readline().strip() == "held"
+    return hog
+
+
 def test_json_stays_one_object_when_a_node_dies_during_the_measurement():
     """Issue 16 item 4: a node killed while `planner measure --json` runs makes Ray print its raylet-death
     banner (about 46 lines) on the driver's stdout, before the JSON. stdout must carry exactly one JSON
@@ -176,13 +190,7 @@ def test_json_stays_one_object_when_a_node_dies_during_the_measurement():
         victim = c.add_node(num_cpus=1, resources={"victim": 1})
         c.wait_for_nodes()
         # other work holds the victim's CPU, so its probe is still waiting when the node dies
-        hog = subprocess.Popen([sys.executable, "-c", (
-            "import ray, time\n"
-            f"ray.init(address={c.address!r}, logging_level='ERROR', log_to_driver=False)\n"
-            "@ray.remote(num_cpus=1, resources={'victim': 1})\nclass Hog:\n    def ready(self): return True\n"
-            "h = Hog.remote(); ray.get(h.ready.remote()); print('held', flush=True); time.sleep(600)\n")],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        assert hog.stdout.readline().strip() == "held"
+        hog = _hold_a_cpu(c.address, env, "resources={'victim': 1}")
         proc = subprocess.Popen([sys.executable, "-c", ENTRY, "measure", "--json", "--ray-address", c.address,
                                  "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=env)
@@ -218,13 +226,7 @@ def test_losing_the_head_gives_one_line_exit_4_and_the_partial_result_within_the
     try:
         c.wait_for_nodes()
         # other work holds the only CPU, so the probe waits: the head dies while the measurement runs
-        hog = subprocess.Popen([sys.executable, "-c", (
-            "import ray, time\n"
-            f"ray.init(address={c.address!r}, logging_level='ERROR', log_to_driver=False)\n"
-            "@ray.remote(num_cpus=1)\nclass Hog:\n    def ready(self): return True\n"
-            "h = Hog.remote(); ray.get(h.ready.remote()); print('held', flush=True); time.sleep(600)\n")],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        assert hog.stdout.readline().strip() == "held"
+        hog = _hold_a_cpu(c.address, env)
         t0 = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-c", ENTRY, "measure", "--json", "--ray-address", c.address,
                                  "--timeout", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -22,7 +22,7 @@ from scaling_planner.sweep.design import (
 )
 from scaling_planner.sweep.heldout import law_loss, predict, verdict
 
-CORPUS = CorpusSize("python_docs.txt", 1_844_375, 204_931)  # the shipped corpus's splits
+CORPUS = CorpusSize("docs_large.txt.xz", 21_435_873, 2_381_764)  # the sweep's shipped corpus's splits
 
 
 @pytest.mark.parametrize("preset", ["default", "ci"])
@@ -54,20 +54,22 @@ def test_catalogue_matches_config_for_params():
     from scaling_planner.train.gpt import config_for_params
 
     cat = shape_catalogue(128)
-    assert cat[0].params == 12_480  # 1 layer, d 32: the smallest shape config_for_params makes
+    # the one-layer models below and between config_for_params' shapes, then its smallest (1 layer, d 32)
+    assert [s.params for s in cat[:4]] == [816, 3_168, 7_056, 12_480]
+    assert all(s.n_layer == 1 and s.d_model // s.n_head == 8 for s in cat if s.d_model in (8, 16, 24, 40, 56, 72))
     for target in (3e4, 1e5, 3e5, 1e6):
         cfg = config_for_params(target)
         assert any(s.params == cfg.params_nonembedding() and s.d_model == cfg.d_model for s in cat)
 
 
 def test_budget_too_small_for_the_smallest_model_is_rejected():
-    defn = SweepDefinition(budgets_flops=[1e9, 3e9, 1e10])
+    defn = SweepDefinition(budgets_flops=[3e8, 1e9, 3e9])
     with pytest.raises(InputError) as exc:
         plan_ladder(defn, CORPUS)
     assert exc.value.field == "budgets_flops"
-    assert "too small for the smallest model" in str(exc.value) and "12,480" in str(exc.value)
+    assert "too small for the smallest model" in str(exc.value) and "816" in str(exc.value)
     # the floor it quotes is exactly what min_steps steps of the smallest model cost
-    floor = FLOPS_PER_PARAM_TOKEN * 12_480 * defn.min_steps * defn.tokens_per_step
+    floor = FLOPS_PER_PARAM_TOKEN * 816 * defn.min_steps * defn.tokens_per_step
     assert f"{floor:.2g}" in str(exc.value)
 
 
@@ -85,7 +87,7 @@ def test_corpus_too_small_for_the_tokens_is_rejected():
 @pytest.mark.parametrize("fields,field", [
     ({"budgets_flops": [3e11, 2e11]}, "budgets_flops"),
     ({"budgets_flops": [1e11]}, "budgets_flops"),
-    ({"heldout_flops": 1e12}, "heldout_flops"),
+    ({"heldout_flops": 5e11}, "heldout_flops"),  # not above the largest budget (6e11)
     ({"target_loss": 2.0, "target_budget_flops": 1e14}, "target_loss"),
     ({"dtype": "fp8"}, "dtype"),
     ({"sizes_per_budget": 1}, "sizes_per_budget"),
@@ -254,7 +256,7 @@ def _one_line(err):
 
 
 def test_cli_rejects_a_budget_too_small(capsys, tmp_path):
-    code, out, err = _run(capsys, "sweep", "--budgets", "1e9,3e9,1e10", "--out", str(tmp_path / "o"))
+    code, out, err = _run(capsys, "sweep", "--budgets", "3e8,1e9,3e9", "--out", str(tmp_path / "o"))
     assert code == 2 and out == ""
     assert "too small for the smallest model" in _one_line(err)
     assert not (tmp_path / "o").exists()  # nothing was created

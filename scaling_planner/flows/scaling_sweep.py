@@ -14,7 +14,7 @@
 
 Same code path as ``planner sweep`` (:func:`scaling_planner.sweep.runner.run_sweep`). Run it::
 
-    python flows/scaling_sweep.py --ci --out /tmp/sweep        # the CI sweep, 2-3 min on 2 cores
+    python flows/scaling_sweep.py --ci --out /tmp/sweep        # the CI sweep, 4 min on 2 idle cores
     python flows/scaling_sweep.py --out sweep-results --summary benchmarks/results/sweep.json
 """
 

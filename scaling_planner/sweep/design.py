@@ -24,12 +24,15 @@ shrink the spread of the predicted held-out loss, by a linearised (ensemble Kalm
 bootstrap draws: Evensen 1994's ensemble update of the covariance, used as a c-optimal design
 criterion (Chaloner & Verdinelli 1995 §2.2: the variance of one linear functional of the parameters).
 
-Learning-rate rule: ``lr(N) = lr x (N / 1e5)^(-lr_exponent)``; the default exponent is 0, i.e. the
-same ``lr = 3e-3`` for every size: on this corpus (batch 16 x 128 bytes, AdamW, warm-up + cosine)
-3e-3 was within 0.02 nats of the best of {1.5e-3, 2e-3, 3e-3, 5e-3, 1e-2} at 28k, 99k, 302k and
-1M non-embedding parameters on 0.5-1M tokens (measured while building the sweep; 1e-2 was 0.07-0.3
-nats worse everywhere). Kaplan et al. 2020 Eq. D.1 (``0.003239 - 0.0001395 log N``) gives 1.3e-3 to
-2e-3 over this range for a much larger batch.
+Learning rate: tuned per sweep on the smallest row's sizes and carried to every size by a fitted
+power law (:mod:`.lr`; ``lr_tune``). Without tuning, the rule ``lr(N) = lr x (N / 1e5)^(-lr_exponent)``.
+One rate for every size (3e-3, the first round's choice) cost the smallest models 0.3 nats at 2e11
+FLOPs (12.5K params: 2.44 at 3e-3, 2.14 at 1e-2; 49.5K params were best near 3e-3) and pushed every
+row's minimum to its edge.
+
+Ladder centre: byte-level models this small (N non-embedding, embeddings not counted) find the row
+minimum at several hundred tokens per parameter (``tokens_per_param`` 300), far from Chinchilla's 20;
+:mod:`.bracket` extends a row whose minimum still sits at an edge.
 """
 
 from __future__ import annotations
@@ -53,43 +56,57 @@ FLOPS_CONVENTION = ("C = 6·N·D: N = non-embedding parameters L(12d^2+4d)+2d, D
                     "attention included) recorded beside it and used for MFU")
 LR_REFERENCE_PARAMS = 1e5
 DTYPES = ("auto", "fp32", "bf16", "tf32")
-Role = Literal["isoflop", "suggested", "heldout"]
+Role = Literal["lr_tune", "isoflop", "extension", "suggested", "heldout"]
 
 
 class SweepDefinition(BaseModel):
     """What to sweep. Bad values raise :class:`InputError` naming the field (the CLI: one line, exit 2).
 
-    Defaults are the default sweep (about 10-15 min on 2 loaded CPU cores); :meth:`ci` is the small
-    one (2-3 min). Cross-checks against the corpus (too small for the tokens asked, a budget too small
-    for the smallest model) happen in :func:`plan_ladder`, before anything trains.
+    Defaults are the default sweep; :meth:`ci` is the small one (timings: ``planner sweep --help``).
+    Cross-checks against the corpus (too small for the tokens asked, a budget too small for the
+    smallest model) happen in :func:`plan_ladder`, before anything trains.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    budgets_flops: list[float] = Field(default_factory=lambda: [2e11, 6e11, 2e12], min_length=2,
+    budgets_flops: list[float] = Field(default_factory=lambda: [6e10, 1.2e11, 2.4e11, 6e11], min_length=2,
                                        description="isoFLOP budgets of the fitted ladder, C = 6·N·D")
     sizes_per_budget: int = Field(5, ge=2, le=12, description="model sizes per isoFLOP budget (before dedup)")
     size_span: float = Field(8.0, gt=1.0, le=1000.0, description="largest / smallest N in one isoFLOP row")
-    tokens_per_param: float = Field(10.0, gt=0, description="D/N at the centre of each isoFLOP row")
+    tokens_per_param: float = Field(300.0, gt=0, description="D/N at the centre of each isoFLOP row (byte-level "
+                                    "models this small, N non-embedding, find their optimum at several hundred)")
     suggested_runs: int = Field(2, ge=0, le=8, description="extra rungs chosen by the fitter to narrow the "
                                                            "held-out prediction")
     heldout_flops: float | None = Field(None, gt=0, description="compute of the held-out rung (default "
                                                                 "heldout_factor x the largest budget)")
     heldout_factor: float = Field(10 / 3, gt=1.0, description="held-out compute / the largest budget")
-    heldout_tokens_per_param: float | None = Field(None, gt=0, description="D/N of the held-out rung "
-                                                                           "(default tokens_per_param)")
+    heldout_tokens_per_param: float | None = Field(200.0, gt=0, description="D/N of the held-out rung (None: "
+                                                   "tokens_per_param; 200 keeps it within one pass of the corpus)")
     seq_len: int = Field(128, ge=8, le=4096)
     batch_size: int = Field(16, ge=1, le=4096, description="sequences per step, every rung")
-    lr: float = Field(3e-3, gt=0, le=1.0, description="peak learning rate at N = 1e5")
-    lr_exponent: float = Field(0.0, ge=0.0, le=1.0, description="lr(N) = lr·(N/1e5)^-lr_exponent")
+    lr: float = Field(3e-3, gt=0, le=1.0, description="peak learning rate at N = 1e5 (without lr_tune)")
+    lr_exponent: float = Field(0.0, ge=0.0, le=1.0, description="lr(N) = lr·(N/1e5)^-lr_exponent (without lr_tune)")
+    lr_tune: bool = Field(True, description="tune the learning rate on the smallest row's sizes and carry it to "
+                                            "every size by a fitted power law (sweep.lr); else the lr rule above")
+    lr_grid: list[float] = Field(default_factory=lambda: [3e-3, 6e-3, 1.2e-2, 2.4e-2, 4.8e-2], min_length=3,
+                                 description="learning rates tried per tuned size")
+    lr_tune_sizes: int = Field(3, ge=1, le=8, description="sizes of the smallest row the learning rate is tuned on")
+    lr_tune_flops: float | None = Field(None, gt=0, description="compute of each tuning run (default the "
+                                                                "smallest budget)")
+    max_extensions: int = Field(2, ge=0, le=6, description="rounds of extra rungs that extend a row whose minimum "
+                                                          "sits at an edge (sweep.bracket)")
+    calibrate_interval: bool = Field(True, description="widen the held-out interval by the backtests' "
+                                                      "split-conformal factor (sweep.backtests)")
+    backtest_bootstrap: int = Field(200, ge=20, le=5000, description="bootstrap replicates of each backtest fit")
     seed: int = Field(0, ge=0, description="initialisation and batch-order seed of every rung")
     dtype: str = Field("auto", description="auto (fp32 on CPU: faster than bf16 autocast there; bf16 on "
                                            "GPU), fp32, bf16, tf32")
     threads_per_rung: int = Field(1, ge=1, le=256, description="torch threads (and Ray CPUs) per rung")
     eval_batches: int = Field(16, ge=1, le=1000, description="validation batches for the final loss")
-    corpus: str | None = Field(None, description="text file; default the corpus shipped with the package")
-    max_epochs: float = Field(4.0, gt=0, description="most passes over the train split a rung may ask for "
-                                                     "(Muennighoff 2023: ~4 epochs ≈ fresh data)")
+    corpus: str | None = Field(None, description="text file (.xz read decompressed); default the large corpus "
+                                                 "shipped with the package (docs_large.txt.xz, 14.2M train tokens)")
+    max_epochs: float = Field(1.0, gt=0, description="most passes over the train split a rung may ask for (1: no "
+                                                     "rung repeats data; the Chinchilla form assumes fresh tokens)")
     min_steps: int = Field(100, ge=1, description="fewest optimizer steps a rung may have (runs of ~50-100 "
                                                   "steps sat 0.1-0.2 nats above the law fitted to the rest)")
     tied: bool = Field(False, description="fit with alpha = beta")
@@ -126,6 +143,8 @@ class SweepDefinition(BaseModel):
             field = "heldout_flops" if self.heldout_flops is not None else "heldout_factor"
             raise ValueError(f"{field}: the held-out compute must be a finite number of FLOPs, got "
                              f"{self.heldout_compute_flops!r}")
+        if any(not (math.isfinite(x) and 0 < x <= 1) for x in self.lr_grid):
+            raise ValueError(f"lr_grid: every learning rate must be in (0, 1], got {self.lr_grid}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.target_loss is not None and self.target_budget_flops is not None:
@@ -138,9 +157,13 @@ class SweepDefinition(BaseModel):
 
     @classmethod
     def ci(cls, **overrides) -> SweepDefinition:
-        """The CI sweep: three budgets of three sizes, one suggested rung, a held-out at 3x (2-3 min)."""
-        base = {"budgets_flops": [7e10, 2e11, 6e11], "sizes_per_budget": 3, "size_span": 4.0,
-                "suggested_runs": 1, "heldout_factor": 3.0, "bootstrap": 400, "eval_batches": 8}
+        """The CI sweep: three budgets of three sizes, a learning rate tuned on two sizes at three rates,
+        one suggested rung, a held-out at 3.3x."""
+        base = {"budgets_flops": [3e10, 1e11, 3e11], "sizes_per_budget": 4, "size_span": 6.0,
+                "tokens_per_param": 300.0,
+                "suggested_runs": 1, "heldout_factor": 10 / 3, "heldout_tokens_per_param": 100.0,
+                "bootstrap": 400, "eval_batches": 8,
+                "lr_grid": [4e-3, 1.2e-2, 3.6e-2], "lr_tune_sizes": 2, "max_extensions": 1, "backtest_bootstrap": 100}
         base.update(overrides)
         return cls(**base)
 
@@ -169,13 +192,23 @@ class Shape:
     params: int
 
 
+SMALL_WIDTHS = (8, 16, 24, 40, 56, 72)
+"""Widths of the one-layer models the catalogue adds below and between config_for_params' smallest shapes
+(816, 3.2K, 7.1K, 19.4K, 37.9K and 62.6K non-embedding parameters): the isoFLOP rows of byte-level models this small
+find their minimum at 100-200 tokens per parameter, left of config_for_params' 12.5K-parameter floor."""
+
+
 @lru_cache(maxsize=8)
 def shape_catalogue(seq_len: int = 128, max_params: float = 2e8) -> tuple[Shape, ...]:
     """Every distinct shape ``config_for_params`` returns for targets from its smallest model up to
-    ``max_params`` (a log grid of 40 targets per decade), sorted by N. Imports torch (the GPT module)."""
+    ``max_params`` (a log grid of 40 targets per decade) and the one-layer models of :data:`SMALL_WIDTHS`,
+    sorted by N. Imports torch (the GPT module)."""
     from ..train.gpt import config_for_params
 
     seen: dict[int, Shape] = {}
+    for d in SMALL_WIDTHS:  # one-layer models below config_for_params' range (head dim 8)
+        n = 12 * d * d + 4 * d + 2 * d
+        seen[n] = Shape(1, d // 8, d, n)
     for target in np.geomspace(1.2e4, max_params, int(40 * math.log10(max_params / 1.2e4)) + 1):
         try:
             cfg = config_for_params(float(target), seq_len=seq_len)
@@ -223,9 +256,12 @@ class Rung(BaseModel):
 
     def key(self, settings: dict) -> str:
         """Identity of the run for resume: the shape, tokens, lr and every training setting that changes
-        the result (``settings``: seq_len, batch size, seed, dtype, device kind, eval batches, corpus)."""
+        the result (``settings``: seq_len, batch size, seed, dtype, device kind, eval batches, corpus); a
+        learning-rate tuning run is never the same run as a rung of the ladder."""
         spec = {"n_layer": self.n_layer, "n_head": self.n_head, "d_model": self.d_model, "tokens": self.tokens,
                 "lr": float(f"{self.lr:.6g}"), **settings}
+        if self.role == "lr_tune":
+            spec["purpose"] = "lr_tune"
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
         return f"L{self.n_layer}-d{self.d_model}-D{self.tokens}-{digest}"
 
@@ -258,6 +294,13 @@ class Ladder:
     @property
     def isoflop(self) -> list[Rung]:
         return [r for row in self.rows.values() for r in row]
+
+    def with_lr(self, lr_for) -> Ladder:
+        """The same ladder with every rung's learning rate ``lr_for(N)``."""
+        def re(r: Rung) -> Rung:
+            return r.model_copy(update={"lr": float(lr_for(r.params))})
+
+        return Ladder(rows={C: [re(r) for r in row] for C, row in self.rows.items()}, heldout=re(self.heldout))
 
 
 def _check_rung(defn: SweepDefinition, corpus: CorpusSize, rung: Rung, smallest: Shape, where: str) -> None:

@@ -39,6 +39,30 @@ def _fit_doc(fit, budget_flops: float, level: float, keys: list[str]) -> dict:
     return doc
 
 
+BOUNDS = {"E": (1e-6, None), "A": (None, 1e12), "B": (None, 1e12), "alpha": (0.01, 2.0), "beta": (0.01, 2.0)}
+"""Where a fitted parameter has run off to a degenerate value: E -> 0 (no floor), A or B -> infinity, an
+exponent -> 0 or beyond 2 (no published fit of this form comes near either; Besiroglu 2024 Table 1)."""
+
+
+def bound_warnings(fit, level: float) -> list[str]:
+    """A warning for each parameter whose point value or interval end ran to a bound of :data:`BOUNDS`."""
+    from ..laws.fit import PARAM_NAMES, interval
+
+    out = []
+    for k, (lo, hi) in BOUNDS.items():
+        ends = [("point value", fit.params[k])]
+        if fit.samples is not None and len(fit.samples) >= 2:
+            with np.errstate(over="ignore", invalid="ignore"):
+                iv = interval(fit.samples[:, PARAM_NAMES.index(k)], level)
+            ends += [(f"{level:.0%} interval low", iv["low"]), (f"{level:.0%} interval high", iv["high"])]
+        low = [f"{what} {x:.3g}" for what, x in ends if lo is not None and x < lo]
+        high = [f"{what} {x:.3g}" for what, x in ends if hi is not None and x > hi]
+        if low or high:
+            bound = f"below {lo:g}" if low else f"above {hi:g}"
+            out.append(f"{k} ran to its bound ({bound}: {', '.join(low or high)}): the rungs do not pin it down")
+    return out
+
+
 def run_summary(record: dict) -> dict:
     res, mfu = record["result"], record["result"].get("mfu") or {}
     N, D = res["params_nonembedding"], res["tokens_seen"]
@@ -53,9 +77,11 @@ def run_summary(record: dict) -> dict:
 
 def sweep_document(*, defn: SweepDefinition, settings: dict, ladder: Ladder, suggestion: dict, records: list[dict],
                    fit, fit_all, prediction: dict, judged: dict, heldout_record: dict, recommendation: dict,
-                   timing: dict, corpus: CorpusSize, command: str | None, out_dir: Path, damaged: list[str]) -> dict:
+                   timing: dict, corpus: CorpusSize, command: str | None, out_dir: Path, damaged: list[str],
+                   lr_tuning: dict | None = None, bracketing: dict | None = None) -> dict:
     """The JSON document of a sweep (``sweep.json``); ``heldout`` holds predicted, predicted_low,
-    predicted_high (the interval at ``level``) and measured."""
+    predicted_high (the interval at ``level``, backtest-calibrated when ``calibrated``; the bootstrap's own
+    as ``stated_low``/``stated_high``) and measured."""
     from .heldout import now_iso
 
     held = heldout_record["result"]
@@ -65,6 +91,12 @@ def sweep_document(*, defn: SweepDefinition, settings: dict, ladder: Ladder, sug
         "compute_flops": 6.0 * held["params_nonembedding"] * held["tokens_seen"],
         "predicted": prediction["predicted"], "predicted_low": prediction["predicted_low"],
         "predicted_high": prediction["predicted_high"], "level": prediction["level"],
+        "calibrated": bool(prediction.get("calibrated")), "calibration_factor": prediction.get("calibration_factor"),
+        "stated_low": prediction.get("stated_low", prediction["predicted_low"]),
+        "stated_high": prediction.get("stated_high", prediction["predicted_high"]),
+        "inside_stated": bool(prediction.get("stated_low", prediction["predicted_low"]) <= held["final_val_loss"]
+                              <= prediction.get("stated_high", prediction["predicted_high"])),
+        "backtests": prediction.get("backtests"),
         "measured": held["final_val_loss"],
         **{k: judged[k] for k in ("error", "relative_error", "error_in_half_widths", "inside", "miss", "direction",
                                   "reasons", "inside_confidence")},
@@ -80,8 +112,9 @@ def sweep_document(*, defn: SweepDefinition, settings: dict, ladder: Ladder, sug
                                          / max(6.0 * r["result"]["params_nonembedding"] * r["result"]["tokens_seen"]
                                                for r in records if r["role"] != "heldout")),
     }
-    warnings = list(fit.warnings)
-    if fit.params["E"] < 1e-6:
+    warnings = list(fit.warnings) + bound_warnings(fit, defn.level)
+    warnings += list((lr_tuning or {}).get("warnings", [])) + list((bracketing or {}).get("warnings", []))
+    if fit.params["E"] < BOUNDS["E"][0]:
         warnings.append("the fit puts the irreducible loss E at ~0: these runs show no floor, so the law is two pure "
                         "power laws and every extrapolation leans on them")
     if fit.bootstrap_failed:
@@ -111,6 +144,8 @@ def sweep_document(*, defn: SweepDefinition, settings: dict, ladder: Ladder, sug
             "heldout": {"N": ladder.heldout.params, "D": ladder.heldout.tokens,
                         "budget_flops": ladder.heldout.budget_flops},
         },
+        "lr_tuning": lr_tuning,
+        "bracketing": bracketing,
         "suggestion": suggestion,
         "runs": [run_summary(r) for r in records],
         "fit": _fit_doc(fit, heldout["compute_flops"], defn.level, fit_keys),
@@ -131,9 +166,12 @@ def _si(x: float) -> str:
 def summary_lines(doc: dict) -> list[str]:
     """What a user reads at the end of a sweep."""
     runs = doc["runs"]
-    roles = {k: sum(r["role"] == k for r in runs) for k in ("isoflop", "suggested", "heldout")}
+    roles = {k: sum(r["role"] == k for r in runs) for k in ("isoflop", "extension", "suggested", "heldout")}
+    tuned = doc.get("lr_tuning") or {}
+    n_tune = sum(len(x["grid"]) for x in tuned.get("sizes", []))
     t = doc["timing"]
-    lines = [f"sweep: {roles['isoflop']} isoFLOP + {roles['suggested']} suggested + {roles['heldout']} held-out rungs "
+    lines = [f"sweep: {roles['isoflop']} isoFLOP + {roles['extension']} row-extension + {roles['suggested']} "
+             f"suggested + {roles['heldout']} held-out rungs, {n_tune} learning-rate tuning runs "
              f"({t['rungs_trained_now']} trained now, {t['rungs_reused']} reused) in {t['wall_s'] / 60:.1f} min"
              + (f" ({t['total_wall_s'] / 60:.1f} min over {len(t['sessions'])} sessions)"
                 if len(t.get("sessions", [])) > 1 else "")
@@ -154,6 +192,26 @@ def summary_lines(doc: dict) -> list[str]:
                  f"{h['extrapolation_compute_factor']:.1f}x the largest fitted): predicted {h['predicted']:.4f} "
                  f"[{h['predicted_low']:.4f}, {h['predicted_high']:.4f}] ({level}%), measured {h['measured']:.4f}: "
                  f"{verdict} (error {h['error']:+.4f}, {h['relative_error']:+.1%})")
+    if h.get("calibrated"):
+        lines.append(f"  interval widened x{h['calibration_factor']:.2f} by the backtests (split-conformal); the "
+                     f"bootstrap's own [{h['stated_low']:.4f}, {h['stated_high']:.4f}] "
+                     f"{'holds' if h['inside_stated'] else 'misses'} the measurement")
+    bts = h.get("backtests")
+    if bts and bts.get("n"):
+        lines.append(f"backtests: {bts['n']} rungs predicted from fits of the rows below them: "
+                     f"{bts['coverage_stated']:.0%} inside the stated {level}% intervals, "
+                     f"{bts['coverage_calibrated_loo']:.0%} inside the calibrated ones (each calibrated without "
+                     f"itself); mean error {bts['mean_relative_error']:+.1%}")
+    elif bts is not None:
+        lines.append("backtests: none (fewer than two budgets below the top one hold enough rungs to fit)")
+    if tuned:
+        lines.append(f"learning rate: {tuned['rule']['text']}")
+    br = doc.get("bracketing")
+    if br:
+        rows = br["rows"]
+        lines.append(f"isoFLOP rows: {sum(r['bracketed'] for r in rows)} of {len(rows)} bracket their minimum "
+                     f"({sum(r['extended'] for r in rows)} extension rung(s)); optima N "
+                     + ", ".join(f"{_si(r['N_opt'])} at {r['budget_flops']:.2g}" for r in rows if r["bracketed"]))
     if not h["predicted_before_measured"]:
         lines.append("note: the held-out prediction file was missing and was recomputed after the measurement")
     bt = h.get("backtest")
@@ -222,7 +280,7 @@ def fit_figure(doc: dict, fit, records: list[dict]):
     p = point_params(fit)
     rows = doc["ladder"]["rows"]
     colors = _colors(len(rows))
-    iso = [r for r in records if r["role"] == "isoflop"]
+    iso = [r for r in records if r["role"] in ("isoflop", "extension")]
     for color, row in zip(colors, rows, strict=True):
         C = row["budget_flops"]
         pts = [r for r in iso if r["rung"]["budget_flops"] == C]
@@ -230,6 +288,12 @@ def fit_figure(doc: dict, fit, records: list[dict]):
         grid = np.geomspace(N.min() / 1.6, N.max() * 1.6, 100)
         ax.plot(grid, law_loss(p, grid, C / (6 * grid)), color=color, lw=1.3)
         ax.scatter(N, L, color=color, s=30, zorder=3, label=f"isoFLOP C = {C:.2g}")
+        ext = [r for r in pts if r["role"] == "extension"]
+        if ext:
+            Ne, _, Le = _xy(ext)
+            ax.scatter(Ne, Le, facecolor="none", edgecolor=color, s=90, lw=1.2, zorder=4)
+    if any(r["role"] == "extension" for r in iso):
+        ax.scatter([], [], facecolor="none", edgecolor="grey", s=90, lw=1.2, label="row extension (bracketing)")
     N, D, L = _xy(records, "suggested")
     if N.size:
         ax.scatter(N, L, marker="s", facecolor="none", edgecolor="black", s=46, zorder=4,
@@ -259,7 +323,7 @@ def fit_figure(doc: dict, fit, records: list[dict]):
     ax2.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", lw=1, ls=":")
     roles = [r["role"] for r in fitted]
     for role, marker in (("isoflop", "o"), ("suggested", "s")):
-        m = np.array([x == role for x in roles])
+        m = np.array([x == role or (role == "isoflop" and x == "extension") for x in roles])
         if m.any():
             ax2.scatter(pred[m], L[m], marker=marker, s=28, color="tab:blue" if role == "isoflop" else "black",
                         label=f"{role} rungs (fitted)")
@@ -306,7 +370,8 @@ def heldout_figure(doc: dict, fit, records: list[dict]):
     ax.errorbar([x], [h["predicted"]], yerr=[[h["predicted"] - h["predicted_low"]],
                                              [h["predicted_high"] - h["predicted"]]],
                 fmt="o", color="crimson", mfc="white", capsize=5, lw=1.6, zorder=5,
-                label=f"held-out predicted L̂(N, D), {round(100 * h['level'])}% prediction interval")
+                label=f"held-out predicted L̂(N, D), {round(100 * h['level'])}% prediction interval"
+                      + (" (backtest-calibrated)" if h.get("calibrated") else ""))
     ax.errorbar([x * 1.15], [h["predicted"]], yerr=[[h["predicted"] - h["confidence_low"]],
                                                     [h["confidence_high"] - h["predicted"]]],
                 fmt="none", ecolor="crimson", alpha=0.5, capsize=3, lw=3, label="confidence interval (law only)")
@@ -317,15 +382,27 @@ def heldout_figure(doc: dict, fit, records: list[dict]):
                     fmt="D", ms=5, color="grey", capsize=3, lw=1, zorder=4,
                     label="backtest-corrected prediction (secondary)")
     ax.scatter([x], [h["measured"]], marker="*", s=220, color="crimson", zorder=6, label="held-out measured")
+    bts = h.get("backtests") or {}
+    pts = bts.get("points") or []
+    if pts:
+        pc = np.array([6 * p["N"] * p["D"] for p in pts]) * np.geomspace(0.93, 1.07, len(pts))  # spread, same C
+        mid = np.array([p["median"] for p in pts])
+        ax.errorbar(pc, mid, yerr=[mid - np.array([p["low"] for p in pts]), np.array([p["high"] for p in pts]) - mid],
+                    fmt="_", color="tab:orange", capsize=2, lw=1, zorder=4,
+                    label=f"backtests: predicted from the rows below, stated {round(100 * h['level'])}% interval")
+        ax.scatter(pc, [p["measured"] for p in pts], marker="x", s=36, color="tab:orange", zorder=5,
+                   label=f"backtests measured ({bts['coverage_stated']:.0%} inside stated, "
+                         f"{bts['coverage_calibrated_loo']:.0%} calibrated)")
     verdict = "inside" if h["inside"] else f"outside by {h['miss']:.3f}"
+    kind = f"x{h['calibration_factor']:.2f} backtest-calibrated " if h.get("calibrated") else ""
     ax.set_title(f"Held-out N={_si(h['N'])}, D={_si(h['D'])}: predicted {h['predicted']:.3f} "
-                 f"[{h['predicted_low']:.3f}, {h['predicted_high']:.3f}], measured {h['measured']:.3f} ({verdict})",
-                 fontsize=9.5)
+                 f"[{h['predicted_low']:.3f}, {h['predicted_high']:.3f}] ({kind}{round(100 * h['level'])}%), "
+                 f"measured {h['measured']:.3f} ({verdict})", fontsize=9)
     ax.set_xscale("log")
     ax.set_xlabel("compute C = 6·N·D (FLOPs, N non-embedding)")
     ax.set_ylabel(f"final validation loss ({LOSS_UNITS})")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7.5, loc="upper right")
+    ax.legend(fontsize=7, loc="lower left", framealpha=0.85)
     fig.tight_layout()
     return fig
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import os
 import time
 from collections.abc import Callable
@@ -31,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base.errors import InfeasibleError, InputError, MeasurementError
+from ..base.errors import InputError, MeasurementError
+from . import bracket
+from . import lr as lr_mod
+from .backtests import MIN_DRAWS, predict_with_backtests
 from .design import (
-    FLOPS_CONVENTION,
     CorpusSize,
     Rung,
     SweepDefinition,
@@ -42,8 +43,10 @@ from .design import (
     suggest,
 )
 from .heldout import now_iso
+from .recommendation import recommendation
 from .store import ResultStore, json_safe
 
+LR_DOC = "lr_tuning.json"
 SUGGESTION_DOC = "suggestion.json"
 PREDICTION_DOC = "heldout_prediction.json"
 SWEEP_DOC = "sweep.json"
@@ -137,8 +140,17 @@ def fit_records(records: list[dict], defn: SweepDefinition, source: str):
     from ..laws.fit import bootstrap, fit_law
 
     runs = _runs(records, source)
-    fit = fit_law(runs, tied=defn.tied)
-    return bootstrap(runs, fit, defn.bootstrap, seed=42 + defn.seed), runs
+    fit = bootstrap(runs, fit_law(runs, tied=defn.tied), defn.bootstrap, seed=42 + defn.seed)
+    drawn = 0 if fit.samples is None else len(fit.samples)
+    if drawn < MIN_DRAWS and not defn.tied:
+        # the runs do not separate the two exponents (the refits ran off to an infinite parameter): the tied
+        # form alpha = beta, one parameter fewer, has an interval where this has none
+        tied = bootstrap(runs, fit_law(runs, tied=True), defn.bootstrap, seed=42 + defn.seed)
+        tied.warnings.append(f"exponents tied (alpha = beta): {drawn} of {defn.bootstrap} bootstrap refits of the "
+                             f"untied law converged ({fit.params['alpha']:.3g} / {fit.params['beta']:.3g} at its "
+                             "point fit); these rungs do not separate the N and D exponents")
+        fit = tied
+    return fit, runs
 
 
 class _Runner:
@@ -152,6 +164,7 @@ class _Runner:
         self.phase_s: dict[str, float] = {}
         self.t0 = time.perf_counter()
         self.started_at = now_iso()
+        self.lr_for = defn.lr_for  # replaced by the tuned rule (sweep.lr)
 
     def key(self, rung: Rung) -> str:
         return rung.key(self.settings)
@@ -163,7 +176,19 @@ class _Runner:
         self.progress({"phase": phase, "done": self.done(), "total": self.total, "label": label,
                        "running": running or [], "elapsed_s": time.perf_counter() - self.t0})
 
-    def _spec(self, rung: Rung) -> dict:
+    def _threads(self, phase: str, pending: int) -> int:
+        """Torch threads (and Ray CPUs) per rung: ``threads_per_rung``, or on a CPU cluster all of one node's
+        CPUs for a rung that trains alone in a phase after the ladder (extension, suggested, held-out:
+        nothing else would use them). The tuning runs and the ladder keep ``threads_per_rung`` even when
+        one trains alone, so a resumed sweep retrains a lost ladder rung bit for bit."""
+        t = self.defn.threads_per_rung
+        if pending == 1 and phase in ("extension", "suggested", "heldout") and not self.ray.use_gpu:
+            node_cpus = max((n.get("Resources", {}).get("CPU", 0) for n in self.ray.ray.nodes() if n.get("Alive")),
+                            default=t)
+            t = max(t, int(node_cpus))
+        return t
+
+    def _spec(self, rung: Rung, threads: int | None = None) -> dict:
         from ..train.gpt import GPTConfig
 
         cfg = GPTConfig(vocab_size=256, seq_len=self.defn.seq_len, n_layer=rung.n_layer, n_head=rung.n_head,
@@ -172,7 +197,8 @@ class _Runner:
         dtype = self.defn.dtype if self.defn.dtype != "auto" else ("bf16" if use_gpu else "fp32")
         return {"config": cfg.model_dump(), "tokens": rung.tokens, "batch_size": self.defn.batch_size, "lr": rung.lr,
                 "seed": self.defn.seed, "corpus": str(Path(self.corpus.name).resolve()),
-                "device": "cuda" if use_gpu else "cpu", "dtype": dtype, "threads": self.defn.threads_per_rung,
+                "device": "cuda" if use_gpu else "cpu", "dtype": dtype,
+                "threads": threads or self.defn.threads_per_rung,
                 "eval_batches": self.defn.eval_batches}
 
     def train(self, rungs: list[Rung], phase: str) -> None:
@@ -191,13 +217,14 @@ class _Runner:
         ray = self.ray.start()
         if self.defn.dtype == "tf32" and not self.ray.use_gpu:
             raise InputError("dtype", "tf32 is a CUDA matmul mode and the Ray cluster has no GPU; use fp32 or bf16")
-        remote = ray.remote(train_rung_task).options(num_cpus=self.defn.threads_per_rung,
+        threads = self._threads(phase, len(pending))
+        remote = ray.remote(train_rung_task).options(num_cpus=threads,
                                                       num_gpus=1 if self.ray.use_gpu else 0, max_retries=0)
         refs = {}
         for rung in sorted(pending, key=lambda r: -r.compute_flops):
-            refs[remote.remote(self._spec(rung))] = (rung, time.perf_counter())
+            refs[remote.remote(self._spec(rung, threads))] = (rung, time.perf_counter())
         self.log(f"{phase}: training {len(pending)} rung(s) on Ray ({'GPU' if self.ray.use_gpu else 'CPU'}, "
-                 f"{self.defn.threads_per_rung} thread(s) each)")
+                 f"{threads} thread(s) each)")
         try:
             while refs:
                 ready, _ = ray.wait(list(refs), num_returns=1, timeout=1.0)
@@ -233,6 +260,9 @@ class _Runner:
     def records(self, rungs: list[Rung]) -> list[dict]:
         return [self.store.get(self.key(r)) for r in rungs]
 
+    def loss(self, rung: Rung) -> float:
+        return float(self.store.get(self.key(rung))["result"]["final_val_loss"])
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
@@ -249,7 +279,8 @@ def _suggestions(runner: _Runner, fit, runs, isoflop: list[Rung], heldout: Rung,
     stored = runner.store.read_doc(SUGGESTION_DOC)
     if stored and stored.get("fit_run_keys") == iso_keys and stored.get("count") == defn.suggested_runs:
         return stored
-    cands = candidate_rungs(defn, csize, isoflop, heldout)
+    cands = [c.model_copy(update={"lr": float(runner.lr_for(c.params))})
+             for c in candidate_rungs(defn, csize, isoflop, heldout)]
     resid = log_residuals(fit, runs)
     p = 4 if defn.tied else 5
     noise = max(float(np.sqrt(np.mean(resid**2) * len(runs) / max(1, len(runs) - p))), 0.003)
@@ -267,11 +298,11 @@ def _suggestions(runner: _Runner, fit, runs, isoflop: list[Rung], heldout: Rung,
 
 def prepare(defn: SweepDefinition):
     """(corpus, its sizes, the ladder): everything checked before a sweep trains (InputError otherwise)."""
-    from ..train.data import Corpus
+    from ..train.data import LARGE_CORPUS, Corpus
 
     if not isinstance(defn, SweepDefinition):
         raise InputError("definition", f"must be a SweepDefinition, got {type(defn).__name__}")
-    corpus = Corpus.load(defn.corpus)
+    corpus = Corpus.load(defn.corpus or LARGE_CORPUS)
     csize = CorpusSize(Path(corpus.name).name, int(corpus.train.size), int(corpus.val.size))
     return corpus, csize, plan_ladder(defn, csize)
 
@@ -285,8 +316,6 @@ def run_sweep(defn: SweepDefinition, out_dir: str | Path, *, resume: bool = Fals
     from ..base.io import write_json_atomic
     from ..render.plots import check_out_dir
     from . import report
-    from .heldout import backtest, backtest_corrected, predict
-
     t_start = time.perf_counter()
     log = log or (lambda _msg: None)
     progress = progress or (lambda _event: None)
@@ -297,17 +326,30 @@ def run_sweep(defn: SweepDefinition, out_dir: str | Path, *, resume: bool = Fals
     store = ResultStore(out, resume=resume)
     out = check_out_dir(out, create=True)
     settings = settings_for(defn, _corpus_id(corpus))
-    isoflop, heldout = ladder.isoflop, ladder.heldout
-    total = len(isoflop) + defn.suggested_runs + 1
+    first_row = ladder.rows[defn.budgets_flops[0]]
+    tune = lr_mod.tuning_rungs(defn, first_row) if defn.lr_tune else []
+    total = len(tune) + len(ladder.isoflop) + defn.suggested_runs + 1
     with contextlib.ExitStack() as stack:
         ray = _Ray(stack, ray_address)
         runner = _Runner(defn, out, store, corpus, settings, ray, progress, log, total)
+        log(f"sweep: {len(ladder.isoflop)} isoFLOP rungs at {', '.join(f'{c:.3g}' for c in defn.budgets_flops)} "
+            f"FLOPs, {len(tune)} learning-rate tuning runs, {defn.suggested_runs} suggested, held-out "
+            f"{ladder.heldout.label()} at {ladder.heldout.compute_flops:.3g} FLOPs; corpus {csize.name} "
+            f"({csize.train_tokens:,} train tokens)")
+        lr_doc = None
+        if tune:
+            store.active = [runner.key(r) for r in tune]
+            runner.train(tune, "lr_tune")
+            lr_doc = lr_mod.tuning_document(defn, [(r, runner.loss(r)) for r in tune])
+            store.write_doc(LR_DOC, lr_doc)
+            runner.lr_for = lambda n: lr_mod.lr_of(lr_doc["rule"], n)
+            ladder = ladder.with_lr(runner.lr_for)
+            log(f"learning rate: {lr_doc['rule']['text']}")
+        isoflop, heldout = ladder.isoflop, ladder.heldout
         store.active = [runner.key(r) for r in isoflop]
-        log(f"sweep: {len(isoflop)} isoFLOP rungs at {', '.join(f'{c:.3g}' for c in defn.budgets_flops)} FLOPs, "
-            f"{defn.suggested_runs} suggested, held-out {heldout.label()} at {heldout.compute_flops:.3g} FLOPs; "
-            f"corpus {csize.name} ({csize.train_tokens:,} train tokens)")
-
         runner.train(isoflop, "isoflop")
+        extensions, bracket_notes = bracket.bracket_rows(runner, ladder, csize)
+        isoflop = isoflop + extensions
         t = time.perf_counter()
         fit1, runs1 = fit_records(runner.records(isoflop), defn, "isoFLOP rungs")
         sugg = _suggestions(runner, fit1, runs1, isoflop, heldout, csize) if defn.suggested_runs else \
@@ -328,30 +370,31 @@ def run_sweep(defn: SweepDefinition, out_dir: str | Path, *, resume: bool = Fals
         heldout_key = runner.key(heldout)
         prediction = store.read_doc(PREDICTION_DOC) if resume else None
         if not (prediction and prediction.get("key") == heldout_key and prediction.get("fit_run_keys") == fit_keys
-                and prediction.get("level") == defn.level):
-            prediction = predict(fit2, runs2, heldout.params, heldout.tokens, defn.level, seed=defn.seed)
-            bt = backtest(runs2.N, runs2.D, runs2.loss, defn.budgets_flops[-2], tied=defn.tied)
-            prediction.update({"key": heldout_key, "fit_run_keys": fit_keys, "already_measured": heldout_key in store,
-                               "backtest": bt, "backtest_corrected": backtest_corrected(prediction, bt)})
+                and prediction.get("level") == defn.level
+                and prediction.get("calibrated") == defn.calibrate_interval):
+            prediction = predict_with_backtests(defn, fit2, runs2, fitted, heldout)
+            prediction.update({"key": heldout_key, "fit_run_keys": fit_keys, "already_measured": heldout_key in store})
             store.write_doc(PREDICTION_DOC, prediction)  # before the held-out rung trains
         runner.phase_s["predict"] = time.perf_counter() - t
         log(f"held-out prediction for {heldout.label()}: {prediction['predicted']:.4f} "
-            f"[{prediction['predicted_low']:.4f}, {prediction['predicted_high']:.4f}] ({defn.level:.0%}), "
-            + (f"in {out / PREDICTION_DOC} (recomputed: that rung was already measured)"
-               if prediction.get("already_measured") else f"written to {out / PREDICTION_DOC} before training it"))
+            f"[{prediction['predicted_low']:.4f}, {prediction['predicted_high']:.4f}] ({defn.level:.0%}"
+            + (f", backtest-calibrated x{prediction['calibration_factor']:.2f}" if prediction.get("calibrated") else "")
+            + "), " + (f"in {out / PREDICTION_DOC} (recomputed: that rung was already measured)"
+                       if prediction.get("already_measured")
+                       else f"written to {out / PREDICTION_DOC} before training it"))
         store.active = fit_keys + [heldout_key]
         runner.train([heldout], "heldout")
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # overflowing bootstrap draws
         doc = _finish(runner, defn, settings, ladder, sugg, fitted, fit2, prediction, heldout, csize, store, out,
-                      command, plots, t_start)
+                      lr_doc, bracket_notes, command, plots, t_start)
     if summary_path:
         write_json_atomic(summary_path, json_safe(doc))
     return doc
 
 
-def _finish(runner, defn, settings, ladder, sugg, fitted, fit2, prediction, heldout, csize, store, out, command,
-            plots, t_start) -> dict:
+def _finish(runner, defn, settings, ladder, sugg, fitted, fit2, prediction, heldout, csize, store, out, lr_doc,
+            bracket_notes, command, plots, t_start) -> dict:
     from . import report
     from .heldout import verdict
 
@@ -372,8 +415,10 @@ def _finish(runner, defn, settings, ladder, sugg, fitted, fit2, prediction, held
         prediction=prediction, judged=judged, heldout_record=held_rec, recommendation=rec,
         timing={"wall_s": time.perf_counter() - t_start, "phases_s": runner.phase_s,
                 "rungs_trained_now": len(runner.trained), "rungs_reused": len(runner.reused),
-                "train_s_sum": sum(r["result"]["wall_s"] for r in all_records)},
-        corpus=csize, command=command, out_dir=out, damaged=store.damaged)
+                "train_s_sum": sum(r["result"]["wall_s"] for r in all_records)
+                + sum(r["result"]["wall_s"] for r in store.records.values() if r["role"] == "lr_tune")},
+        corpus=csize, command=command, out_dir=out, damaged=store.damaged, lr_tuning=lr_doc,
+        bracketing=bracket_notes)
     if plots:
         doc["plots"] = report.write_plots(doc, fit2, all_records, out)
     timing = doc["timing"]
@@ -400,85 +445,3 @@ def _verdict_context(fit_records_list: list[dict], held: dict, fit, defn: SweepD
             "bootstrap_replicates": (0 if fit.samples is None else len(fit.samples)) + fit.bootstrap_failed,
             "corner_rungs": int(np.sum((N >= N_h / 2) & (D >= D_h / 2))),
             "heldout_layers": held["rung"]["n_layer"], "fit_layers": [r["rung"]["n_layer"] for r in fit_records_list]}
-
-
-def throughput_model(records: list[dict]) -> tuple[float, float] | None:
-    """(a, b) of log(tokens/s) = a + b log N fitted over the rungs (least squares), or None."""
-    pts = [(r["result"]["params_nonembedding"], r["result"]["mfu"]["tokens_per_s"]) for r in records
-           if r["result"].get("mfu") and r["result"]["mfu"].get("tokens_per_s")]
-    if len({n for n, _ in pts}) < 2:
-        return None
-    x = np.log([p[0] for p in pts])
-    y = np.log([p[1] for p in pts])
-    b, a = np.polyfit(x, y, 1)
-    return float(a), float(b)
-
-
-def recommendation(fit, defn: SweepDefinition, heldout: Rung, records: list[dict],
-                   corpus: CorpusSize | None = None) -> dict:
-    """:func:`scaling_planner.recommend` with the law fitted to every rung, for the definition's target.
-
-    ``recommend`` sizes budgets of at least 1e18 FLOPs only (its smallest run); a smaller budget is
-    passed as the loss it buys on the fitted frontier, L*(C), which gives the same compute-optimal
-    allocation. The 90% intervals of N*, D*, D*/N* and L*(C) at the plan's compute come from the
-    bootstrap draws (:func:`scaling_planner.laws.fit.derived_quantities`); the time on this machine
-    from the rungs' measured tokens/s (a power law in N fitted over the rungs). When the plan's D is more
-    than ``max_epochs`` passes over the corpus, the data-constrained optimum for its unique tokens
-    (Muennighoff et al. 2023, :class:`~scaling_planner.planning.data_constrained.DataConstrainedMode`)
-    is given beside it.
-    """
-    from ..laws.fit import derived_quantities, interval
-    from ..planning.recommend import recommend
-
-    law = fit.law(name="sweep-fit")
-    notes = []
-    if defn.target_loss is not None:
-        kwargs, objective = {"target_loss": defn.target_loss}, {"target_loss": defn.target_loss}
-    else:
-        C = defn.target_budget_flops or 10 * heldout.compute_flops
-        kwargs = objective = {"budget_flops": C}
-    try:
-        plan = recommend(law, gpu=None, **kwargs)
-    except (InputError, InfeasibleError) as exc:
-        return {"objective": objective, "error": str(exc), "notes": notes}
-    C = plan.compute_flops
-    out = {"objective": objective, "law": "fitted to every rung of the sweep (held-out included)",
-           "compute_flops": C, "params": plan.model.params, "tokens": plan.model.tokens,
-           "tokens_per_param": plan.model.tokens_per_param, "loss": plan.model.loss,
-           "params_near_optimal": [plan.model.params_near_optimal_low, plan.model.params_near_optimal_high],
-           "plan_uncertainty_p10_p90": plan.uncertainty.model_dump(mode="json") if plan.uncertainty else None,
-           "notes": notes + list(plan.notes)}
-    if fit.samples is not None and len(fit.samples) >= 2:
-        draws = derived_quantities(law.draws(), C)
-        out["intervals"] = {k: interval(v, defn.level) for k, v in draws.items()}
-        out["interval_level"] = defn.level
-    model = throughput_model(records)
-    if model is not None:
-        a, b = model
-        rate = math.exp(a + b * math.log(plan.model.params))
-        out["estimated_train_s_here"] = plan.model.tokens / rate
-        out["estimated_tokens_per_s_here"] = rate
-        out["throughput_model"] = (f"tokens/s = exp({a:.3f}) x N^{b:.3f} over the sweep's rungs "
-                                   f"({defn.threads_per_rung} thread(s) each)")
-    if corpus is not None and plan.model.tokens > defn.max_epochs * corpus.train_tokens:
-        out["data_constrained"] = _data_constrained(law, C, corpus, records)
-    out["flops_convention"] = FLOPS_CONVENTION
-    return out
-
-
-def _data_constrained(law, C: float, corpus: CorpusSize, records: list[dict]) -> dict:
-    from ..base.errors import PlannerError
-    from ..planning.data_constrained import DataConstrainedMode
-
-    U = corpus.train_tokens
-    fitted_epochs = max(r["result"]["tokens_seen"] for r in records) / U
-    try:
-        dc = DataConstrainedMode(law, U)
-        N, D = dc.allocate(C)
-        loss = float(dc.loss(N, D))
-    except PlannerError as exc:
-        return {"unique_tokens": U, "error": str(exc)}
-    return {"unique_tokens": U, "params": N, "tokens": D, "epochs": D / U, "loss": loss,
-            "note": f"the plan asks for more than the corpus holds; the rungs saw at most {fitted_epochs:.1f} epochs. "
-                    f"This is the optimum for {U:,} unique tokens under Muennighoff et al. 2023's repeated-data law",
-            "notes": dc.notes}

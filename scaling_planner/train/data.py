@@ -5,11 +5,14 @@ Tokens are the UTF-8 bytes of the text (vocabulary 256, no tokenizer to train or
 offsets drawn from a seeded ``torch.Generator``; validation batches are evenly spaced windows over the
 validation split, the same for every run and seed, so runs of a sweep are scored on the same text.
 
-The corpus ships with the package: ``scaling_planner/train/corpus/python_docs.txt`` (see its README).
+Two corpora ship with the package (``scaling_planner/train/corpus/``, see its README):
+``python_docs.txt`` (2.0 MB, the default here) and ``docs_large.txt.xz`` (15.8 MB of text, the sweep's
+default, :data:`LARGE_CORPUS`). A path ending in ``.xz`` is decompressed when read.
 """
 
 from __future__ import annotations
 
+import lzma
 import math
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from ..base.errors import InputError
 
 VOCAB_SIZE = 256
 DEFAULT_CORPUS = Path(__file__).resolve().parent / "corpus" / "python_docs.txt"
+LARGE_CORPUS = Path(__file__).resolve().parent / "corpus" / "docs_large.txt.xz"
 MIN_TOKENS = 4096
 
 
@@ -47,7 +51,7 @@ class Corpus:
     @classmethod
     def load(cls, path: str | Path | None = None, *, val_fraction: float = 0.1,
              min_tokens: int = MIN_TOKENS) -> Corpus:
-        """Read a text file (default: the shipped corpus) as bytes.
+        """Read a text file (default: the shipped corpus; ``.xz``: decompressed) as bytes.
 
         Raises :class:`InputError` (field ``corpus``) when the file is missing, not a file, unreadable,
         empty or shorter than ``min_tokens`` bytes.
@@ -60,8 +64,12 @@ class Corpus:
             raise InputError("corpus", f"not a file: {p}")
         try:
             data = p.read_bytes()
+            if p.suffix == ".xz":
+                data = lzma.decompress(data)
         except OSError as exc:
             raise InputError("corpus", f"cannot read {p}: {exc.strerror or exc}") from None
+        except lzma.LZMAError as exc:
+            raise InputError("corpus", f"cannot decompress {p}: {exc}") from None
         return cls(np.frombuffer(data, dtype=np.uint8), name=str(p), val_fraction=val_fraction,
                    min_tokens=min_tokens)
 

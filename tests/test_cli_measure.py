@@ -172,18 +172,26 @@ def _hold_a_cpu(address: str, env: dict, options: str = "") -> subprocess.Popen:
     return hog
 
 
-def test_json_stays_one_object_when_a_node_dies_during_the_measurement():
-    """Issue 16 item 4: a node killed while `planner measure --json` runs makes Ray print its raylet-death
-    banner (about 46 lines) on the driver's stdout, before the JSON. stdout must carry exactly one JSON
-    object whatever Ray prints; the banner goes to stderr."""
-    import time
-
+@pytest.fixture
+def one_cpu_cluster():
+    """A real Ray cluster (cluster_utils) whose head has one CPU; shut down after the test."""
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
         pytest.skip("another test left Ray running in this process")
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    yield c
+    c.shutdown()
+
+
+def test_json_stays_one_object_when_a_node_dies_during_the_measurement(one_cpu_cluster):
+    """Issue 16 item 4: a node killed while `planner measure --json` runs makes Ray print its raylet-death
+    banner (about 46 lines) on the driver's stdout, before the JSON. stdout must carry exactly one JSON
+    object whatever Ray prints; the banner goes to stderr."""
+    import time
+
+    c = one_cpu_cluster
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     hog = None
     try:
@@ -201,7 +209,6 @@ def test_json_stays_one_object_when_a_node_dies_during_the_measurement():
     finally:
         if hog is not None:
             hog.kill()
-        c.shutdown()
     doc = json.loads(out)  # the whole of stdout is one JSON object
     assert proc.returncode == 0 and doc["totals"]["devices_ok"] >= 1
     dead = [n for n in doc["nodes"] if n["node_id"] == victim.node_id]
@@ -209,18 +216,13 @@ def test_json_stays_one_object_when_a_node_dies_during_the_measurement():
     assert "Raylet is terminated" not in out
 
 
-def test_losing_the_head_gives_one_line_exit_4_and_the_partial_result_within_the_timeout(tmp_path):
+def test_losing_the_head_gives_one_line_exit_4_and_the_partial_result_within_the_timeout(one_cpu_cluster):
     """Issue 16 item 5: when the Ray head (GCS) died during `planner measure --json`, Ray ended the process
     after 72 s with exit 1 and nothing on stdout. The CLI measures in a child process now: one line on
     stderr, exit 4, the partial measurement as JSON, within the measurement's own bound."""
     import time
 
-    ray = pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        pytest.skip("another test left Ray running in this process")
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c = one_cpu_cluster
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     hog = None
     try:
@@ -238,7 +240,6 @@ def test_losing_the_head_gives_one_line_exit_4_and_the_partial_result_within_the
     finally:
         if hog is not None:
             hog.kill()
-        c.shutdown()
     from scaling_planner.measure.isolated import STARTUP_MARGIN_S
     from scaling_planner.measure.ray_session import CONNECT_TIMEOUT_S
 

@@ -68,9 +68,8 @@ class CalibrationUse(BaseModel):
                                      description="ids of the probe records whose median matmul rate the plan uses")
     mfu: float | None = Field(None, description="the measured MFU used: the median of training_records "
                                                 "(model FLOPs, dense peak)")
-    matmul_flops_per_s: float | None = Field(None, description="the measured matmul rate used (bf16; fp32 on a CPU): "
-                                                                                 "the median of "
-                                                               "probe_records (a rate)")
+    matmul_flops_per_s: float | None = Field(None, description="the measured matmul rate used (bf16; fp32 on a "
+                                                               "CPU): the median of probe_records (a rate)")
     used: list[str] = Field(default_factory=list, description="one line per record used (record.describe())")
     notes: list[str] = Field(default_factory=list, description="how the records were combined; records left out "
                                                                "and why; nothing found")

@@ -45,11 +45,10 @@ def register(subparsers) -> None:
                         help="a measured large-GEMM TFLOP/s per device (bf16; fp32 for an fp32 run) that replaces "
                              "the profile's prior")
     parser.add_argument("--calibrated", action="store_true",
-                        help="use the measured MFU (training records, same precision) and matmul FLOP/s (bf16 probe "
-                             "records; fp32 for an fp32 run) "
-                             "(probe records) of the profile in the calibration history: the median of the newest "
-                             "(up to 5, within 30 days of the newest); an error when none is usable; explicit "
-                             "--measured-* win")
+                        help="use the measured MFU (training records, same precision) and matmul FLOP/s (probe "
+                             "records: bf16; fp32 for an fp32 run) of the profile in the calibration history: the "
+                             "median of the newest (up to 5, within 30 days of the newest); an error when none is "
+                             "usable; explicit --measured-* win")
     parser.add_argument("--calibration-dir", metavar="DIR",
                         help="calibration history directory for --calibrated (default "
                              "$SCALING_PLANNER_CALIBRATION_DIR, else ~/.scaling-planner/calibration)")

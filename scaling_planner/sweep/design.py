@@ -104,7 +104,7 @@ class SweepDefinition(BaseModel):
     threads_per_rung: int = Field(1, ge=1, le=256, description="torch threads (and Ray CPUs) per rung")
     eval_batches: int = Field(16, ge=1, le=1000, description="validation batches for the final loss")
     corpus: str | None = Field(None, description="text file (.xz read decompressed); default the large corpus "
-                                                 "shipped with the package (docs_large.txt.xz, 14.2M train tokens)")
+                                                 "shipped with the package (docs_large.txt.xz, 21.4M train tokens)")
     max_epochs: float = Field(1.0, gt=0, description="most passes over the train split a rung may ask for (1: no "
                                                      "rung repeats data; the Chinchilla form assumes fresh tokens)")
     min_steps: int = Field(100, ge=1, description="fewest optimizer steps a rung may have (runs of ~50-100 "
@@ -157,7 +157,7 @@ class SweepDefinition(BaseModel):
 
     @classmethod
     def ci(cls, **overrides) -> SweepDefinition:
-        """The CI sweep: three budgets of three sizes, a learning rate tuned on two sizes at three rates,
+        """The CI sweep: three budgets of four sizes, a learning rate tuned on two sizes at three rates,
         one suggested rung, a held-out at 3.3x."""
         base = {"budgets_flops": [3e10, 1e11, 3e11], "sizes_per_budget": 4, "size_span": 6.0,
                 "tokens_per_param": 300.0,
@@ -195,7 +195,8 @@ class Shape:
 SMALL_WIDTHS = (8, 16, 24, 40, 56, 72)
 """Widths of the one-layer models the catalogue adds below and between config_for_params' smallest shapes
 (816, 3.2K, 7.1K, 19.4K, 37.9K and 62.6K non-embedding parameters): the isoFLOP rows of byte-level models this small
-find their minimum at 100-200 tokens per parameter, left of config_for_params' 12.5K-parameter floor."""
+find their minimum at 300-1,500 tokens per parameter (the row optima of the default and CI ladders), left of
+config_for_params' 12.5K-parameter floor."""
 
 
 @lru_cache(maxsize=8)

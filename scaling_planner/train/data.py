@@ -6,7 +6,7 @@ offsets drawn from a seeded ``torch.Generator``; validation batches are evenly s
 validation split, the same for every run and seed, so runs of a sweep are scored on the same text.
 
 Two corpora ship with the package (``scaling_planner/train/corpus/``, see its README):
-``python_docs.txt`` (2.0 MB, the default here) and ``docs_large.txt.xz`` (15.8 MB of text, the sweep's
+``python_docs.txt`` (2.0 MB, the default here) and ``docs_large.txt.xz`` (23.8 MB of text, the sweep's
 default, :data:`LARGE_CORPUS`). A path ending in ``.xz`` is decompressed when read.
 """
 

@@ -67,8 +67,8 @@ ELEMENT_BYTES = {"bf16": 2.0, "fp8": 2.0, "fp32": 4.0}
 
 
 def measured_dtype(precision: str) -> str:
-    """The dtype of the matmul probe that calibrates a run at ``precision``: bf16 for bf16 and fp8
-    (fp8 scales the bf16 fraction), fp32 for fp32."""
+    """The dtype of a run's GEMMs outside fp8 (attention core, logits) and so of the matmul probe that
+    calibrates a run at ``precision``: bf16 for bf16 and fp8 (fp8 scales the bf16 fraction), fp32 for fp32."""
     return "fp32" if precision == "fp32" else "bf16"
 
 
@@ -101,8 +101,7 @@ class DeviceRates:
         self.element_bytes = ELEMENT_BYTES.get(precision, 2.0)
         self.peak_flops_per_s = float(profile.peak_flops_per_s(precision))
         # the GEMMs outside the linear layers (attention core, logits): 16-bit in mixed precision, fp32 in fp32
-        other = "fp32" if precision == "fp32" else "bf16"
-        self.peak_other_flops_per_s = float(profile.peak_flops_per_s(other))
+        self.peak_other_flops_per_s = float(profile.peak_flops_per_s(measured_dtype(precision)))
         prior = float(profile.achievable_matmul_fraction)
         if achievable_flops_per_s is not None:
             # a measured GEMM rate of the calibrating dtype; the same fraction scales to fp8 if asked

@@ -23,6 +23,7 @@ from .design import (
     SweepDefinition,
     _make_rung,
     _steps_for,
+    parabola_minimum,
     shape_catalogue,
     snap,
 )
@@ -51,23 +52,14 @@ def extension(defn: SweepDefinition, corpus: CorpusSize, row: list[Rung], side: 
     catalogue = shape_catalogue(defn.seq_len)
     ns = sorted(r.params for r in row)
     C = row[0].budget_flops
-    step = row_step(row)
-    if side == "left":
-        target = ns[0] / step
-        shape = snap(target, catalogue)
-        if shape.params >= ns[0]:
-            smaller = [s for s in catalogue if s.params < ns[0]]
-            if not smaller:
-                return None, f"no model smaller than {ns[0]:,} params exists in the shape catalogue"
-            shape = smaller[-1]
-    else:
-        target = ns[-1] * step
-        shape = snap(target, catalogue)
-        if shape.params <= ns[-1]:
-            larger = [s for s in catalogue if s.params > ns[-1]]
-            if not larger:
-                return None, f"no model larger than {ns[-1]:,} params exists in the shape catalogue"
-            shape = larger[0]
+    left = side == "left"
+    edge = ns[0] if left else ns[-1]
+    beyond = [s for s in catalogue if (s.params < edge if left else s.params > edge)]  # sorted by N
+    if not beyond:
+        return None, f"no model {'smaller' if left else 'larger'} than {edge:,} params exists in the shape catalogue"
+    shape = snap(edge / row_step(row) if left else edge * row_step(row), catalogue)
+    if shape not in beyond:  # snapped back onto (or inside) the row: the nearest shape beyond its edge
+        shape = beyond[-1] if left else beyond[0]
     steps = _steps_for(C, shape.params, defn.tokens_per_step)
     rung = _make_rung(defn, "extension", C, shape, steps)
     if steps < defn.min_steps:
@@ -95,14 +87,12 @@ def optimum_of_row(row: list[tuple[Rung, float]]) -> dict | None:
     i = int(np.argmin([loss for _, loss in pts]))
     x = np.log([p[0].params for p in pts[i - 1 : i + 2]])
     y = np.array([p[1] for p in pts[i - 1 : i + 2]])
-    c2, c1, c0 = np.polyfit(x, y, 2)
-    if c2 <= 0:
+    minimum = parabola_minimum(x, y)
+    if minimum is None:
         return None
-    v = -c1 / (2 * c2)
-    N = math.exp(v)
+    N = math.exp(minimum[0])
     C = pts[0][0].budget_flops
-    return {"budget_flops": C, "N_opt": N, "D_opt": C / (FLOPS_PER_PARAM_TOKEN * N),
-            "loss_min": float(c0 - c1 * c1 / (4 * c2))}
+    return {"budget_flops": C, "N_opt": N, "D_opt": C / (FLOPS_PER_PARAM_TOKEN * N), "loss_min": minimum[1]}
 
 
 def bracket_rows(runner, ladder, csize: CorpusSize) -> tuple[list[Rung], dict]:

@@ -267,6 +267,16 @@ class Rung(BaseModel):
         return f"L{self.n_layer}-d{self.d_model}-D{self.tokens}-{digest}"
 
 
+def parabola_minimum(x, y) -> tuple[float, float] | None:
+    """(x, y) of the minimum of the parabola through three points ``(x, y)`` (``x`` in log units: log N,
+    log lr), or None when the parabola has no minimum (it opens downward or is flat). Hoffmann et al. 2022
+    Approach 2 reads a row's optimum off it; :mod:`.lr` a size's best learning rate."""
+    c2, c1, c0 = np.polyfit(np.asarray(x, dtype=float), np.asarray(y, dtype=float), 2)
+    if c2 <= 0:
+        return None
+    return float(-c1 / (2 * c2)), float(c0 - c1 * c1 / (4 * c2))
+
+
 def _steps_for(compute_flops: float, params: int, tokens_per_step: int) -> int:
     return max(1, round(compute_flops / (FLOPS_PER_PARAM_TOKEN * params) / tokens_per_step))
 

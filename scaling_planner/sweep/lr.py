@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from .design import Rung, Shape, SweepDefinition, _make_rung, _steps_for
+from .design import Rung, Shape, SweepDefinition, _make_rung, _steps_for, parabola_minimum
 
 SLOPE_RANGE = (-0.5, 0.0)
 """Bounds of the fitted exponent b of lr*(N) = exp(a) N^b."""
@@ -66,8 +66,8 @@ def best_lr(lrs: list[float], losses: list[float]) -> tuple[float, bool]:
     i = int(np.argmin(y))
     if i == 0 or i == len(x) - 1:
         return float(grid[i]), False
-    c2, c1, _ = np.polyfit(x[i - 1 : i + 2], y[i - 1 : i + 2], 2)
-    vertex = -c1 / (2 * c2) if c2 > 0 else x[i]
+    minimum = parabola_minimum(x[i - 1 : i + 2], y[i - 1 : i + 2])
+    vertex = minimum[0] if minimum is not None else x[i]
     return float(math.exp(min(max(vertex, x[i - 1]), x[i + 1]))), True
 
 

@@ -68,7 +68,7 @@ MOE_DISPATCH_BYTES_PER_COPY = 10.0
 def width(rates: eff.DeviceRates) -> float:
     """How many 16-bit elements' bytes one element of the run's activations and weights takes: 1 in
     bf16 and fp8 mixed precision, 2 in fp32 training (the byte counts of this module are 16-bit ones)."""
-    return getattr(rates, "element_bytes", 2.0) / 2.0
+    return rates.element_bytes / 2.0
 
 
 def layer_times(arch: Architecture, rates: eff.DeviceRates, s, b, t, e, sp, flash_attention=False):

@@ -42,6 +42,9 @@ def _fit_doc(fit, budget_flops: float, level: float, keys: list[str]) -> dict:
 BOUNDS = {"E": (1e-6, None), "A": (None, 1e12), "B": (None, 1e12), "alpha": (0.01, 2.0), "beta": (0.01, 2.0)}
 """Where a fitted parameter has run off to a degenerate value: E -> 0 (no floor), A or B -> infinity, an
 exponent -> 0 or beyond 2 (no published fit of this form comes near either; Besiroglu 2024 Table 1)."""
+POINT_AT_BOUND = {"E": "at E ~ 0 these runs show no floor, so the law is two pure power laws and every extrapolation "
+                       "leans on them"}
+"""What a point value at its bound means, where it means more than an unidentified parameter."""
 
 
 def bound_warnings(fit, level: float) -> list[str]:
@@ -59,7 +62,11 @@ def bound_warnings(fit, level: float) -> list[str]:
         high = [f"{what} {x:.3g}" for what, x in ends if hi is not None and x > hi]
         if low or high:
             bound = f"below {lo:g}" if low else f"above {hi:g}"
-            out.append(f"{k} ran to its bound ({bound}: {', '.join(low or high)}): the rungs do not pin it down")
+            point = fit.params[k]
+            point_out = (lo is not None and point < lo) or (hi is not None and point > hi)
+            meaning = f"; {POINT_AT_BOUND[k]}" if point_out and k in POINT_AT_BOUND else ""
+            out.append(f"{k} ran to its bound ({bound}: {', '.join(low or high)}): the rungs do not pin it down"
+                       + meaning)
     return out
 
 
@@ -85,17 +92,18 @@ def sweep_document(*, defn: SweepDefinition, settings: dict, ladder: Ladder, sug
     from .heldout import now_iso
 
     held = heldout_record["result"]
+    compute_flops = 6.0 * held["params_nonembedding"] * held["tokens_seen"]
+    stated_low = prediction.get("stated_low", prediction["predicted_low"])
+    stated_high = prediction.get("stated_high", prediction["predicted_high"])
     fit_keys = [r["key"] for r in records if r["role"] != "heldout"]
     heldout = {
         "key": heldout_record["key"], "N": held["params_nonembedding"], "D": held["tokens_seen"],
-        "compute_flops": 6.0 * held["params_nonembedding"] * held["tokens_seen"],
+        "compute_flops": compute_flops,
         "predicted": prediction["predicted"], "predicted_low": prediction["predicted_low"],
         "predicted_high": prediction["predicted_high"], "level": prediction["level"],
         "calibrated": bool(prediction.get("calibrated")), "calibration_factor": prediction.get("calibration_factor"),
-        "stated_low": prediction.get("stated_low", prediction["predicted_low"]),
-        "stated_high": prediction.get("stated_high", prediction["predicted_high"]),
-        "inside_stated": bool(prediction.get("stated_low", prediction["predicted_low"]) <= held["final_val_loss"]
-                              <= prediction.get("stated_high", prediction["predicted_high"])),
+        "stated_low": stated_low, "stated_high": stated_high,
+        "inside_stated": bool(stated_low <= held["final_val_loss"] <= stated_high),
         "backtests": prediction.get("backtests"),
         "measured": held["final_val_loss"],
         **{k: judged[k] for k in ("error", "relative_error", "error_in_half_widths", "inside", "miss", "direction",
@@ -108,15 +116,12 @@ def sweep_document(*, defn: SweepDefinition, settings: dict, ladder: Ladder, sug
         "measured_at": heldout_record["finished_at"],
         "predicted_before_measured": (not prediction.get("already_measured", False)
                                       and prediction["predicted_at"] < heldout_record["finished_at"]),
-        "extrapolation_compute_factor": (6.0 * held["params_nonembedding"] * held["tokens_seen"]
-                                         / max(6.0 * r["result"]["params_nonembedding"] * r["result"]["tokens_seen"]
-                                               for r in records if r["role"] != "heldout")),
+        "extrapolation_compute_factor": compute_flops / max(
+            6.0 * r["result"]["params_nonembedding"] * r["result"]["tokens_seen"] for r in records
+            if r["role"] != "heldout"),
     }
     warnings = list(fit.warnings) + bound_warnings(fit, defn.level)
     warnings += list((lr_tuning or {}).get("warnings", [])) + list((bracketing or {}).get("warnings", []))
-    if fit.params["E"] < BOUNDS["E"][0]:
-        warnings.append("the fit puts the irreducible loss E at ~0: these runs show no floor, so the law is two pure "
-                        "power laws and every extrapolation leans on them")
     if fit.bootstrap_failed:
         warnings.append(f"{fit.bootstrap_failed} of {fit.bootstrap_failed + len(fit.samples)} bootstrap refits "
                         "did not converge (dropped)")
